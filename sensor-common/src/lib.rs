@@ -1,0 +1,358 @@
+//! Event layouts shared by the kernel programs (`sensor-ebpf`) and the daemon (`sensor`).
+//!
+//! Every record written to the ring buffer starts with an [`EventHeader`]; its `kind` says
+//! which struct follows and its `size` how many bytes the kernel wrote. Layouts are
+//! `#[repr(C)]`, fixed-size and defined only here, so both sides agree by construction;
+//! the compile-time size checks at the bottom catch accidental changes.
+//!
+//! Strings are fixed buffers with an explicit length: the kernel never has to allocate and
+//! userspace never trusts a terminator.
+#![no_std]
+
+pub mod syscalls;
+
+/// Bytes of `task_struct.comm`.
+pub const COMM_LEN: usize = 16;
+/// Bound on a captured path (bytes, including the terminating NUL). Power of two so the
+/// verifier can bound variable-length copies with a mask.
+pub const PATH_LEN: usize = 512;
+/// Bound on the captured command line (NUL-separated argv), in bytes.
+pub const ARGS_LEN: usize = 1024;
+/// Bound on the dentry name of an executable (memfd names, deleted files).
+pub const NAME_LEN: usize = 64;
+/// Bound on a short string argument (module parameters, memfd name, BPF program name).
+pub const TEXT_LEN: usize = 256;
+/// Bound on the DNS payload captured from a query.
+pub const DNS_LEN: usize = 256;
+/// Slots in the per-kind kernel maps (enable switches, lost counters).
+pub const KIND_SLOTS: usize = 64;
+
+/// What a record describes. Discriminants are part of the kernel/userspace ABI.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    ProcessExec = 1,
+    ProcessFork = 2,
+    ProcessExit = 3,
+    FileCreate = 10,
+    FileWrite = 11,
+    FileRename = 12,
+    FileUnlink = 13,
+    FileChmod = 14,
+    FileChown = 15,
+    FileTruncate = 16,
+    FileLink = 17,
+    FileSymlink = 18,
+    NetConnect = 20,
+    NetAccept = 21,
+    NetBind = 22,
+    NetListen = 23,
+    DnsQuery = 24,
+    Ptrace = 30,
+    ModuleLoad = 31,
+    BpfLoad = 32,
+    MemfdCreate = 33,
+    Setuid = 34,
+    Setgid = 35,
+    FdDup = 36,
+    MprotectExec = 37,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 25] = [
+        EventKind::ProcessExec,
+        EventKind::ProcessFork,
+        EventKind::ProcessExit,
+        EventKind::FileCreate,
+        EventKind::FileWrite,
+        EventKind::FileRename,
+        EventKind::FileUnlink,
+        EventKind::FileChmod,
+        EventKind::FileChown,
+        EventKind::FileTruncate,
+        EventKind::FileLink,
+        EventKind::FileSymlink,
+        EventKind::NetConnect,
+        EventKind::NetAccept,
+        EventKind::NetBind,
+        EventKind::NetListen,
+        EventKind::DnsQuery,
+        EventKind::Ptrace,
+        EventKind::ModuleLoad,
+        EventKind::BpfLoad,
+        EventKind::MemfdCreate,
+        EventKind::Setuid,
+        EventKind::Setgid,
+        EventKind::FdDup,
+        EventKind::MprotectExec,
+    ];
+
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| *k as u32 == v)
+    }
+
+    /// The name used on the wire (gRPC, JSON, configuration).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::ProcessExec => "process_exec",
+            EventKind::ProcessFork => "process_fork",
+            EventKind::ProcessExit => "process_exit",
+            EventKind::FileCreate => "file_create",
+            EventKind::FileWrite => "file_write",
+            EventKind::FileRename => "file_rename",
+            EventKind::FileUnlink => "file_unlink",
+            EventKind::FileChmod => "file_chmod",
+            EventKind::FileChown => "file_chown",
+            EventKind::FileTruncate => "file_truncate",
+            EventKind::FileLink => "file_link",
+            EventKind::FileSymlink => "file_symlink",
+            EventKind::NetConnect => "net_connect",
+            EventKind::NetAccept => "net_accept",
+            EventKind::NetBind => "net_bind",
+            EventKind::NetListen => "net_listen",
+            EventKind::DnsQuery => "dns_query",
+            EventKind::Ptrace => "ptrace",
+            EventKind::ModuleLoad => "module_load",
+            EventKind::BpfLoad => "bpf_load",
+            EventKind::MemfdCreate => "memfd_create",
+            EventKind::Setuid => "setuid",
+            EventKind::Setgid => "setgid",
+            EventKind::FdDup => "fd_dup",
+            EventKind::MprotectExec => "mprotect_exec",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.name() == name)
+    }
+}
+
+/// Common prefix of every record, filled by one kernel helper for all hooks.
+///
+/// The process key is `(tgid, start_ns)`: the boot-time start of the thread-group leader,
+/// which survives exec and cannot repeat for a reused pid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    pub kind: u32,
+    /// Bytes written for the whole record, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns()` when the record was made.
+    pub ts_ns: u64,
+    pub tgid: u32,
+    /// Thread id of the task that acted.
+    pub pid: u32,
+    pub start_ns: u64,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub _pad: u32,
+    pub parent_start_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// `sched_process_exec`: the new image of a process.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    pub exe_ino: u64,
+    /// Kernel `s_dev` of the executable's filesystem (`major << 20 | minor`).
+    pub exe_dev: u32,
+    /// Link count of the executable: 0 means it was deleted (or is a memfd).
+    pub exe_nlink: u32,
+    pub filename_len: u32,
+    pub args_len: u32,
+    pub name_len: u32,
+    /// [`EXEC_ARGS_TRUNCATED`] and friends.
+    pub flags: u32,
+    /// The path given to execve, as the kernel saw it (`linux_binprm.filename`).
+    pub filename: [u8; PATH_LEN],
+    /// NUL-separated argv read from the new image's stack.
+    pub args: [u8; ARGS_LEN],
+    /// Name of the executable's dentry (e.g. `memfd:x (deleted)` shows as `memfd:x`).
+    pub name: [u8; NAME_LEN],
+}
+
+pub const EXEC_ARGS_TRUNCATED: u32 = 1;
+
+/// `sched_process_fork` for a new process (threads are not reported). The header
+/// describes the child.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+}
+
+/// `sched_process_exit` of the last thread of a process.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// Raw wait status: `(code << 8) | signal`.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// File operations decoded from syscall exits.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileEvent {
+    pub header: EventHeader,
+    /// Syscall return value.
+    pub ret: i64,
+    pub syscall: u32,
+    /// Open flags, unlink flags or rename flags, by syscall.
+    pub flags: u32,
+    /// New mode (chmod) or create mode (open).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// File descriptor for fd-based calls (fchmod, ftruncate), or the one open returned.
+    pub fd: i32,
+    pub dirfd: i32,
+    pub dirfd2: i32,
+    pub path_len: u32,
+    pub path2_len: u32,
+    pub ino: u64,
+    pub path: [u8; PATH_LEN],
+    /// Second path: rename/link destination, symlink location.
+    pub path2: [u8; PATH_LEN],
+}
+
+/// A socket as the kernel knows it, read through the task's fd table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockInfo {
+    /// 0 when the fd is not a socket (or could not be read).
+    pub family: u16,
+    pub sock_type: u16,
+    pub protocol: u16,
+    pub lport: u16,
+    pub rport: u16,
+    pub _pad: u16,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+}
+
+/// connect, accept, bind, listen.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NetEvent {
+    pub header: EventHeader,
+    pub ret: i64,
+    pub syscall: u32,
+    pub fd: i32,
+    pub backlog: u32,
+    pub _pad: u32,
+    /// For connect and bind: the address the caller passed. For accept and listen: what
+    /// the socket holds after the call.
+    pub sock: SockInfo,
+}
+
+/// A UDP datagram sent to port 53.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsEvent {
+    pub header: EventHeader,
+    pub syscall: u32,
+    pub fd: i32,
+    pub len: u32,
+    pub _pad: u32,
+    pub sock: SockInfo,
+    pub payload: [u8; DNS_LEN],
+}
+
+/// Security-relevant calls: ptrace, module and BPF loads, memfd_create, set*id, dup onto
+/// stdio, executable anonymous memory. `args` are the raw syscall arguments.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallEvent {
+    pub header: EventHeader,
+    pub ret: i64,
+    pub syscall: u32,
+    pub text_len: u32,
+    pub args: [u64; 6],
+    /// dup2/dup3: the descriptor being duplicated, when it is a socket.
+    pub sock: SockInfo,
+    /// memfd name, module parameters, BPF program name.
+    pub text: [u8; TEXT_LEN],
+    /// bpf(BPF_PROG_LOAD): program type and instruction count.
+    pub aux: [u32; 2],
+}
+
+/// Member offsets of kernel structs, read from the running kernel's BTF at load time and
+/// handed to the programs as a read-only global (Rust eBPF gets no CO-RE relocations).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOffsets {
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_tgid: u32,
+    pub task_pid: u32,
+    pub task_start_boottime: u32,
+    pub task_comm: u32,
+    pub task_mm: u32,
+    pub task_cred: u32,
+    pub task_files: u32,
+    pub task_signal: u32,
+    pub task_exit_code: u32,
+    pub signal_live: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_euid: u32,
+    pub cred_egid: u32,
+    pub binprm_file: u32,
+    pub binprm_filename: u32,
+    pub file_inode: u32,
+    pub file_mode: u32,
+    pub file_dentry: u32,
+    pub file_private_data: u32,
+    pub dentry_name: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_nlink: u32,
+    pub inode_mode: u32,
+    pub sb_dev: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub socket_sk: u32,
+    pub sk_family: u32,
+    pub sk_num: u32,
+    pub sk_dport: u32,
+    pub sk_daddr: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_v6_daddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    pub sk_type: u32,
+    pub sk_protocol: u32,
+}
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for KernelOffsets {}
+
+/// Value of the per-thread map that carries syscall arguments from entry to exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingCall {
+    pub nr: u64,
+    pub args: [u64; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 88);
+const _: () =
+    assert!(core::mem::size_of::<ExecEvent>() == 88 + 32 + PATH_LEN + ARGS_LEN + NAME_LEN);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 96);
+const _: () = assert!(core::mem::size_of::<SockInfo>() == 44);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 88 + 56 + 2 * PATH_LEN);
+const _: () = assert!(core::mem::size_of::<NetEvent>() == 88 + 24 + 48);
+const _: () = assert!(core::mem::size_of::<DnsEvent>() == 88 + 16 + 44 + DNS_LEN + 4);
+const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 88 + 16 + 48 + 44 + TEXT_LEN + 12);

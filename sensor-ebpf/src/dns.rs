@@ -1,0 +1,107 @@
+//! DNS queries: UDP datagrams sent to port 53, captured from the sending syscall.
+//!
+//! Syscall tracepoints `syscalls/sys_enter_{sendto,sendmsg,sendmmsg}`. The destination is
+//! the address passed to sendto, or else the peer of a connected socket (glibc's resolver
+//! connects and then uses sendmmsg/send). Only the first datagram of a sendmmsg and the
+//! first iovec of a message are read: a query fits in them. The query name is parsed in
+//! userspace.
+
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext,
+};
+use sensor_common::{DNS_LEN, DnsEvent, EventKind, SockInfo, syscalls as nr};
+
+use crate::{
+    kernel::{
+        count_error, count_lost, current_task, fd_file, fill_header, read_user, skip,
+        sock_info, user_sockaddr,
+    },
+    maps::EVENTS,
+    syscall::entry_args,
+};
+
+const SOCK_DGRAM: u16 = 2;
+const DNS_PORT: u16 = 53;
+
+#[tracepoint]
+pub fn dns_enter(ctx: TracePointContext) -> u32 {
+    if skip(EventKind::DnsQuery) {
+        return 0;
+    }
+    if try_dns(&ctx).is_err() {
+        count_error(EventKind::DnsQuery);
+    }
+    0
+}
+
+fn try_dns(ctx: &TracePointContext) -> Result<(), i64> {
+    let call = entry_args(ctx)?;
+    let a = &call.args;
+    let mut sock = SockInfo::default();
+    let task = current_task();
+    sock_info(fd_file(task, a[0] as i64), &mut sock)?;
+    if sock.sock_type != SOCK_DGRAM {
+        return Ok(());
+    }
+    // (payload, length) of the first buffer, and an explicit destination if any.
+    let (buf, len, dest) = match call.nr {
+        nr::SENDTO => (a[1], a[2], a[4]),
+        nr::SENDMSG => first_iov(a[1])?,
+        nr::SENDMMSG => first_iov(a[1])?,
+        _ => return Ok(()),
+    };
+    if dest != 0 {
+        let mut to = SockInfo::default();
+        if user_sockaddr(dest, &mut to)? != 0 {
+            sock.rport = to.rport;
+            sock.raddr = to.raddr;
+        }
+    }
+    if sock.rport != DNS_PORT || buf == 0 {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
+        count_lost(EventKind::DnsQuery);
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    let mut n = if len > DNS_LEN as u64 { DNS_LEN as u64 } else { len };
+    n &= (DNS_LEN as u64 * 2) - 1;
+    if n > DNS_LEN as u64 {
+        n = DNS_LEN as u64;
+    }
+    let copied = if n > 0 {
+        unsafe {
+            bpf_probe_read_user(
+                (&raw mut (*e).payload) as *mut core::ffi::c_void,
+                n as u32,
+                buf as *const core::ffi::c_void,
+            )
+        }
+    } else {
+        -1
+    };
+    unsafe {
+        (*e).syscall = call.nr as u32;
+        (*e).fd = a[0] as i32;
+        (*e).len = if copied == 0 { n as u32 } else { 0 };
+        (*e)._pad = 0;
+        (*e).sock = sock;
+    }
+    let r = fill_header(unsafe { &raw mut (*e).header }, task, EventKind::DnsQuery, size_of::<DnsEvent>());
+    entry.submit(0);
+    r
+}
+
+/// `(iov_base, iov_len, msg_name)` of a `struct msghdr` (also the head of `struct mmsghdr`).
+fn first_iov(msg: u64) -> Result<(u64, u64, u64), i64> {
+    let name: u64 = read_user(msg)?;
+    let iov: u64 = read_user(msg + 16)?;
+    let iovlen: u64 = read_user(msg + 24)?;
+    if iov == 0 || iovlen == 0 {
+        return Ok((0, 0, name));
+    }
+    let base: u64 = read_user(iov)?;
+    let len: u64 = read_user(iov + 8)?;
+    Ok((base, len, name))
+}

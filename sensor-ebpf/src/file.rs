@@ -1,0 +1,185 @@
+//! File activity: creation and open-for-write, rename, unlink, chmod, chown, truncate,
+//! link and symlink.
+//!
+//! Syscall tracepoints `syscalls/sys_{enter,exit}_<call>` (stable ABI; x86_64 numbers in
+//! `sensor_common::syscalls`). Only successful calls are reported. Paths are the strings
+//! the caller passed; userspace makes relative ones absolute from the caller's cwd or
+//! dirfd.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use sensor_common::{EventKind, FileEvent, PendingCall, syscalls as nr};
+
+use crate::{
+    kernel::{
+        count_error, count_lost, current_task, enabled, fd_file, fill_header, off, read,
+        ignored, read_ptr, read_user, user_str,
+    },
+    maps::EVENTS,
+    syscall::{entry_args, exit_ret, stash, take},
+};
+
+const O_WRONLY: u64 = 0o1;
+const O_RDWR: u64 = 0o2;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const WRITE_FLAGS: u64 = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC;
+const AT_FDCWD: i32 = -100;
+/// `file->f_mode` bit the kernel sets when this open created the file.
+const FMODE_CREATED: u32 = 1 << 20;
+
+#[tracepoint]
+pub fn file_enter(ctx: TracePointContext) -> u32 {
+    if ignored() {
+        return 0;
+    }
+    let Ok(call) = entry_args(&ctx) else { return 0 };
+    let wanted = match call.nr {
+        nr::OPEN => call.args[1] & WRITE_FLAGS != 0,
+        nr::OPENAT => call.args[2] & WRITE_FLAGS != 0,
+        nr::OPENAT2 => read_user::<u64>(call.args[2]).map(|f| f & WRITE_FLAGS != 0).unwrap_or(false),
+        _ => true,
+    };
+    if wanted {
+        stash(&call);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn file_exit(ctx: TracePointContext) -> u32 {
+    let Some(call) = take() else { return 0 };
+    let ret = exit_ret(&ctx);
+    if ret < 0 {
+        return 0;
+    }
+    let Some(kind) = kind_of(&call, ret) else { return 0 };
+    if !enabled(kind) {
+        return 0;
+    }
+    if emit(kind, &call, ret).is_err() {
+        count_error(kind);
+    }
+    0
+}
+
+fn kind_of(call: &PendingCall, ret: i64) -> Option<EventKind> {
+    let a = &call.args;
+    Some(match call.nr {
+        nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT => {
+            let file = fd_file(current_task(), ret);
+            let mode: u32 = read(file, off().file_mode).unwrap_or(0);
+            let excl_create = call.nr == nr::OPENAT && a[2] & 0o300 == 0o300;
+            if mode & FMODE_CREATED != 0 || excl_create {
+                EventKind::FileCreate
+            } else {
+                EventKind::FileWrite
+            }
+        }
+        nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2 => EventKind::FileRename,
+        nr::UNLINK | nr::UNLINKAT => EventKind::FileUnlink,
+        nr::CHMOD | nr::FCHMOD | nr::FCHMODAT | nr::FCHMODAT2 => EventKind::FileChmod,
+        nr::CHOWN | nr::FCHOWN | nr::LCHOWN | nr::FCHOWNAT => EventKind::FileChown,
+        nr::TRUNCATE | nr::FTRUNCATE => EventKind::FileTruncate,
+        nr::LINK | nr::LINKAT => EventKind::FileLink,
+        nr::SYMLINK | nr::SYMLINKAT => EventKind::FileSymlink,
+        _ => return None,
+    })
+}
+
+/// Where each syscall keeps the fields of a [`FileEvent`].
+struct Fields {
+    dirfd: i32,
+    path: u64,
+    dirfd2: i32,
+    path2: u64,
+    flags: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    fd: i32,
+}
+
+fn fields(call: &PendingCall, ret: i64) -> Fields {
+    let a = &call.args;
+    let mut f = Fields {
+        dirfd: AT_FDCWD,
+        path: 0,
+        dirfd2: AT_FDCWD,
+        path2: 0,
+        flags: 0,
+        mode: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+        fd: -1,
+    };
+    match call.nr {
+        nr::OPEN => (f.path, f.flags, f.mode, f.fd) = (a[0], a[1] as u32, a[2] as u32, ret as i32),
+        nr::OPENAT => {
+            (f.dirfd, f.path, f.flags, f.mode) = (a[0] as i32, a[1], a[2] as u32, a[3] as u32);
+            f.fd = ret as i32;
+        }
+        nr::OPENAT2 => {
+            (f.dirfd, f.path, f.fd) = (a[0] as i32, a[1], ret as i32);
+            f.flags = read_user::<u64>(a[2]).unwrap_or(0) as u32;
+            f.mode = read_user::<u64>(a[2] + 8).unwrap_or(0) as u32;
+        }
+        nr::CREAT => (f.path, f.mode, f.flags, f.fd) = (a[0], a[1] as u32, 0o1101, ret as i32),
+        nr::RENAME | nr::LINK | nr::SYMLINK => (f.path, f.path2) = (a[0], a[1]),
+        nr::RENAMEAT | nr::RENAMEAT2 | nr::LINKAT => {
+            (f.dirfd, f.path, f.dirfd2, f.path2) = (a[0] as i32, a[1], a[2] as i32, a[3]);
+            f.flags = a[4] as u32;
+        }
+        nr::SYMLINKAT => (f.path, f.dirfd2, f.path2) = (a[0], a[1] as i32, a[2]),
+        nr::UNLINK | nr::TRUNCATE => f.path = a[0],
+        nr::UNLINKAT => (f.dirfd, f.path, f.flags) = (a[0] as i32, a[1], a[2] as u32),
+        nr::CHMOD => (f.path, f.mode) = (a[0], a[1] as u32),
+        nr::FCHMOD => (f.fd, f.mode) = (a[0] as i32, a[1] as u32),
+        nr::FCHMODAT | nr::FCHMODAT2 => {
+            (f.dirfd, f.path, f.mode, f.flags) = (a[0] as i32, a[1], a[2] as u32, a[3] as u32)
+        }
+        nr::CHOWN | nr::LCHOWN => (f.path, f.uid, f.gid) = (a[0], a[1] as u32, a[2] as u32),
+        nr::FCHOWN => (f.fd, f.uid, f.gid) = (a[0] as i32, a[1] as u32, a[2] as u32),
+        nr::FCHOWNAT => {
+            (f.dirfd, f.path, f.uid, f.gid) = (a[0] as i32, a[1], a[2] as u32, a[3] as u32);
+            f.flags = a[4] as u32;
+        }
+        nr::FTRUNCATE => f.fd = a[0] as i32,
+        _ => {}
+    }
+    f
+}
+
+fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
+    let f = fields(call, ret);
+    let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
+        count_lost(kind);
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    let task = current_task();
+    unsafe {
+        (*e).ret = ret;
+        (*e).syscall = call.nr as u32;
+        (*e).flags = f.flags;
+        (*e).mode = f.mode;
+        (*e).uid = f.uid;
+        (*e).gid = f.gid;
+        (*e).fd = f.fd;
+        (*e).dirfd = f.dirfd;
+        (*e).dirfd2 = f.dirfd2;
+        (*e).ino = 0;
+        (*e).path_len = user_str(f.path, &raw mut (*e).path);
+        (*e).path2_len = user_str(f.path2, &raw mut (*e).path2);
+    }
+    if f.fd >= 0 {
+        let file = fd_file(task, f.fd as i64);
+        if let Ok(inode) = read_ptr(file, off().file_inode) {
+            if let Ok(ino) = read::<u64>(inode, off().inode_ino) {
+                unsafe { (*e).ino = ino };
+            }
+        }
+    }
+    let r = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<FileEvent>());
+    entry.submit(0);
+    r
+}

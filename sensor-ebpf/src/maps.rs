@@ -1,0 +1,33 @@
+//! Maps shared by every hook family.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use sensor_common::{KIND_SLOTS, PendingCall};
+
+/// Every record of every kind, in the order the kernel produced them: one buffer keeps a
+/// process's exec ahead of its file and network activity. Userspace may resize it.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Records that did not fit in `EVENTS`, per kind: loss is counted, never silent.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS as u32, 0);
+
+/// Kernel reads that failed while building a record, per kind (the record is still sent).
+#[map]
+pub static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(KIND_SLOTS as u32, 0);
+
+/// Per-kind switch written by userspace at start-up: non-zero means report.
+#[map]
+pub static ENABLED: Array<u32> = Array::with_max_entries(KIND_SLOTS as u32, 0);
+
+/// Thread groups whose activity is not reported: the sensor's own processes.
+#[map]
+pub static IGNORED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+
+/// Syscall arguments saved at entry, keyed by pid_tgid, consumed at exit. LRU so a call
+/// whose exit never fires (task killed mid-call) cannot fill the map.
+#[map]
+pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(16384, 0);

@@ -1,0 +1,178 @@
+//! Process lifecycle: exec, fork, exit.
+//!
+//! Raw tracepoints, so the programs get the `task_struct` and `linux_binprm` pointers the
+//! kernel passes (`TP_PROTO`), not the formatted trace record:
+//! - `sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
+//! - `sched_process_fork(struct task_struct *parent, struct task_struct *child)`
+//! - `sched_process_exit(struct task_struct *p[, bool group_dead])` (the second argument
+//!   exists from 6.16 on; the program reads `signal->live` instead so it works on both)
+//!
+//! These prototypes are stable from 4.x through 6.18.
+
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_user, macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use sensor_common::{
+    ARGS_LEN, EXEC_ARGS_TRUNCATED, EventKind, ExecEvent, ExitEvent, ForkEvent,
+};
+
+use crate::{
+    kernel::{
+        count_error, count_lost, current_task, fill_header, file_identity, kernel_str, off,
+        read, read_ptr, skip,
+    },
+    maps::EVENTS,
+};
+
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    if skip(EventKind::ProcessExec) {
+        return 0;
+    }
+    if try_exec(&ctx).is_err() {
+        count_error(EventKind::ProcessExec);
+    }
+    0
+}
+
+fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let kind = EventKind::ProcessExec;
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count_lost(kind);
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    let task: usize = ctx.arg::<u64>(0) as usize;
+    let bprm: usize = ctx.arg::<u64>(2) as usize;
+    let o = off();
+    unsafe {
+        (*e).exe_ino = 0;
+        (*e).exe_dev = 0;
+        (*e).exe_nlink = 0;
+        (*e).flags = 0;
+        (*e).args_len = 0;
+        (*e).filename_len = 0;
+        (*e).name_len = 0;
+    }
+    let header = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<ExecEvent>());
+    let body = exec_body(e, task, bprm, o);
+    entry.submit(0);
+    header.and(body)
+}
+
+fn exec_body(
+    e: *mut ExecEvent,
+    task: usize,
+    bprm: usize,
+    o: &sensor_common::KernelOffsets,
+) -> Result<(), i64> {
+    let filename = read_ptr(bprm, o.binprm_filename)?;
+    unsafe { (*e).filename_len = kernel_str(filename, &raw mut (*e).filename) };
+    let file = read_ptr(bprm, o.binprm_file)?;
+    let (ino, dev, nlink) = file_identity(file)?;
+    unsafe {
+        (*e).exe_ino = ino;
+        (*e).exe_dev = dev;
+        (*e).exe_nlink = nlink;
+    }
+    let dentry = read_ptr(file, o.file_dentry)?;
+    let name = read_ptr(dentry, o.dentry_name)?;
+    unsafe { (*e).name_len = kernel_str(name, &raw mut (*e).name) };
+
+    let mm = read_ptr(task, o.task_mm)?;
+    let start: u64 = read(mm, o.mm_arg_start)?;
+    let end: u64 = read(mm, o.mm_arg_end)?;
+    let mut len = end.saturating_sub(start);
+    if len >= ARGS_LEN as u64 {
+        len = ARGS_LEN as u64 - 1;
+        unsafe { (*e).flags |= EXEC_ARGS_TRUNCATED };
+    }
+    // The mask restates the bound in a form the verifier tracks.
+    let len = len & (ARGS_LEN as u64 - 1);
+    if len > 0 {
+        let r = unsafe {
+            bpf_probe_read_user(
+                (&raw mut (*e).args) as *mut core::ffi::c_void,
+                len as u32,
+                start as *const core::ffi::c_void,
+            )
+        };
+        if r == 0 {
+            unsafe { (*e).args_len = len as u32 };
+        } else {
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    if skip(EventKind::ProcessFork) {
+        return 0;
+    }
+    if try_fork(&ctx).is_err() {
+        count_error(EventKind::ProcessFork);
+    }
+    0
+}
+
+fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
+    let kind = EventKind::ProcessFork;
+    let child: usize = ctx.arg::<u64>(1) as usize;
+    let o = off();
+    // Threads share the parent's tgid: only new processes are reported.
+    let pid: u32 = read(child, o.task_pid)?;
+    let tgid: u32 = read(child, o.task_tgid)?;
+    if pid != tgid {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+        count_lost(kind);
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    let r = fill_header(unsafe { &raw mut (*e).header }, child, kind, size_of::<ForkEvent>());
+    entry.submit(0);
+    r
+}
+
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    if skip(EventKind::ProcessExit) {
+        return 0;
+    }
+    if try_exit(&ctx).is_err() {
+        count_error(EventKind::ProcessExit);
+    }
+    0
+}
+
+fn try_exit(_ctx: &RawTracePointContext) -> Result<(), i64> {
+    let kind = EventKind::ProcessExit;
+    let task = current_task();
+    let o = off();
+    // `signal->live` drops to 0 when the last thread exits: that is the process's exit.
+    let signal = read_ptr(task, o.task_signal)?;
+    let live: i32 = read(signal, o.signal_live)?;
+    if live != 0 {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
+        count_lost(kind);
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    unsafe {
+        (*e).exit_code = 0;
+        (*e)._pad = 0;
+    }
+    let r = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<ExitEvent>());
+    let code = read::<u32>(task, o.task_exit_code);
+    if let Ok(c) = code {
+        unsafe { (*e).exit_code = c };
+    }
+    entry.submit(0);
+    r.and(code.map(|_| ()))
+}

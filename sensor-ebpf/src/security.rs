@@ -1,0 +1,112 @@
+//! Security-relevant calls: ptrace, kernel module loads, BPF program loads, memfd_create,
+//! the set*id family, dup2/dup3 onto stdin/stdout/stderr, and executable anonymous memory
+//! (mmap or mprotect with PROT_EXEC).
+//!
+//! Syscall tracepoints `syscalls/sys_{enter,exit}_<call>`. Entry filters keep the map
+//! traffic to the calls that matter (ptrace requests that attach or write, dups onto fds
+//! 0-2, PROT_EXEC requests); the exit reports them with their result.
+
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use sensor_common::{EventKind, PendingCall, SyscallEvent, syscalls as nr};
+
+use crate::{
+    kernel::{
+        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored,
+        read_user, sock_info, user_str,
+    },
+    maps::EVENTS,
+    syscall::{entry_args, exit_ret, stash, take},
+};
+
+const PROT_EXEC: u64 = 4;
+const MAP_ANONYMOUS: u64 = 0x20;
+const BPF_PROG_LOAD: u64 = 5;
+/// Requests that take control of or write into another process.
+const PTRACE_REPORTED: [u64; 9] = [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206];
+
+#[tracepoint]
+pub fn security_enter(ctx: TracePointContext) -> u32 {
+    if ignored() {
+        return 0;
+    }
+    let Ok(call) = entry_args(&ctx) else { return 0 };
+    let a = &call.args;
+    let wanted = match call.nr {
+        nr::PTRACE => PTRACE_REPORTED.contains(&a[0]),
+        nr::DUP2 | nr::DUP3 => a[1] <= 2,
+        nr::MPROTECT => a[2] & PROT_EXEC != 0,
+        nr::MMAP => a[2] & PROT_EXEC != 0 && a[3] & MAP_ANONYMOUS != 0,
+        nr::BPF => a[0] == BPF_PROG_LOAD,
+        _ => true,
+    };
+    if wanted {
+        stash(&call);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn security_exit(ctx: TracePointContext) -> u32 {
+    let Some(call) = take() else { return 0 };
+    let kind = match call.nr {
+        nr::PTRACE => EventKind::Ptrace,
+        nr::INIT_MODULE | nr::FINIT_MODULE => EventKind::ModuleLoad,
+        nr::BPF => EventKind::BpfLoad,
+        nr::MEMFD_CREATE => EventKind::MemfdCreate,
+        nr::SETUID | nr::SETREUID | nr::SETRESUID => EventKind::Setuid,
+        nr::SETGID | nr::SETREGID | nr::SETRESGID => EventKind::Setgid,
+        nr::DUP2 | nr::DUP3 => EventKind::FdDup,
+        nr::MPROTECT | nr::MMAP => EventKind::MprotectExec,
+        _ => return 0,
+    };
+    if !enabled(kind) {
+        return 0;
+    }
+    if emit(kind, &call, exit_ret(&ctx)).is_err() {
+        count_error(kind);
+    }
+    0
+}
+
+fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
+    let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
+        count_lost(kind);
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    let task = current_task();
+    let a = &call.args;
+    unsafe {
+        (*e).ret = ret;
+        (*e).syscall = call.nr as u32;
+        (*e).args = *a;
+        (*e).aux = [0; 2];
+        (*e).text_len = 0;
+    }
+    let sock = unsafe { &raw mut (*e).sock };
+    let mut r = sock_info(0, sock);
+    match call.nr {
+        nr::MEMFD_CREATE => unsafe { (*e).text_len = user_str(a[0], &raw mut (*e).text) },
+        nr::INIT_MODULE => unsafe { (*e).text_len = user_str(a[2], &raw mut (*e).text) },
+        nr::FINIT_MODULE => unsafe { (*e).text_len = user_str(a[1], &raw mut (*e).text) },
+        nr::BPF => {
+            // union bpf_attr, BPF_PROG_LOAD: prog_type @0, insn_cnt @4, prog_name[16] @48.
+            let head: [u32; 2] = read_user(a[1]).unwrap_or([0; 2]);
+            let name: [u8; 16] = read_user(a[1] + 48).unwrap_or([0; 16]);
+            unsafe {
+                (*e).aux = head;
+                let mut n = 0;
+                while n < 16 && name[n] != 0 {
+                    (*e).text[n] = name[n];
+                    n += 1;
+                }
+                (*e).text_len = n as u32;
+            }
+        }
+        nr::DUP2 | nr::DUP3 => r = sock_info(fd_file(task, a[0] as i64), sock),
+        _ => {}
+    }
+    let h = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<SyscallEvent>());
+    entry.submit(0);
+    h.and(r)
+}

@@ -1,0 +1,204 @@
+//! The daemon: wires the pipeline and runs it until SIGINT or SIGTERM.
+//!
+//! capture (kernel ring buffer -> decoded records, `capture` thread)
+//!   -> enrich (process table, `enrich` thread)
+//!   -> publish (sequence numbers, gRPC subscribers)
+//!
+//! Stages are joined by bounded channels, so a slow stage pushes back to the kernel, which
+//! counts what it cannot queue. On shutdown the stages stop in order and every program is
+//! detached before the process exits.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use sensor_common::EventKind;
+
+use crate::{
+    capture,
+    decode::Decoded,
+    enrich::{Enricher, HashCache},
+    grpc,
+    health::{HealthSource, Stats},
+    probes::{ProbeConfig, Probes},
+    process_table::ProcessTable,
+    publish::{Feed, Publisher},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Detect and report only.
+    Passive,
+    /// Also stop what detections and real-time protection mark as preventable.
+    Blocking,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct DaemonArgs {
+    #[arg(long, value_enum, default_value = "passive")]
+    pub mode: Mode,
+    /// Unix socket of the gRPC API (created 0600).
+    #[arg(long, default_value = crate::cli::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Also serve gRPC on this TCP address (e.g. 127.0.0.1:50051).
+    #[arg(long)]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Event kinds not to capture, comma-separated (e.g. dns_query,mprotect_exec).
+    #[arg(long, value_delimiter = ',')]
+    pub disable: Vec<String>,
+    /// Size of the kernel ring buffer in MiB (a power of two).
+    #[arg(long, default_value_t = 8)]
+    pub ring_buffer_mb: u32,
+    /// Hard bound on the process table.
+    #[arg(long, default_value_t = 32768)]
+    pub process_table_capacity: usize,
+    /// Events a stream subscriber may fall behind before it loses the oldest.
+    #[arg(long, default_value_t = 8192)]
+    pub stream_buffer: usize,
+}
+
+pub async fn run(args: DaemonArgs) -> Result<()> {
+    let disabled = parse_kinds(&args.disable)?;
+    if !args.ring_buffer_mb.is_power_of_two() {
+        anyhow::bail!(
+            "--ring-buffer-mb must be a power of two, got {}",
+            args.ring_buffer_mb
+        );
+    }
+    let unix = grpc::bind_unix(&args.socket).await?;
+
+    // Capture: attach first, then read /proc, so no process falls between the two.
+    let probes = Probes::load(&ProbeConfig {
+        ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
+        disabled,
+        ignored_tgids: vec![std::process::id()],
+    })?;
+    let Probes {
+        events: ring,
+        counters,
+        status,
+        enabled,
+        ebpf,
+    } = probes;
+    for st in status.iter().filter(|s| !s.attached) {
+        log::warn!("{} ({}) not attached: {}", st.name, st.hook, st.error);
+    }
+    let mut table = ProcessTable::new(args.process_table_capacity, 2048, Duration::from_secs(10));
+    table.seed_from_proc();
+
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Decoded>(16 * 1024);
+    let capture = capture::spawn(ring, decoded_tx, stats.clone(), stop.clone())?;
+
+    // Enrich -> publish.
+    let feed = Feed::new(args.stream_buffer);
+    let hashes = HashCache::start();
+    let enricher = Enricher::new(table, hashes);
+    let publisher = Publisher::new(feed.clone(), stats.clone());
+    let enrich = spawn_enrich(decoded_rx, enricher, publisher, stats.clone())?;
+
+    let health = Arc::new(HealthSource {
+        stats: stats.clone(),
+        counters: Mutex::new(counters),
+        programs: status,
+        enabled,
+        mode: format!("{:?}", args.mode).to_lowercase(),
+        started: Instant::now(),
+    });
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(grpc::serve(
+        grpc::SensorService {
+            feed,
+            health: health.clone(),
+            shutdown: shutdown_rx.clone(),
+        },
+        unix,
+        args.socket.clone(),
+        args.grpc_listen,
+        shutdown_rx,
+    ));
+    let attached = health.programs.iter().filter(|p| p.attached).count();
+    log::info!(
+        "sensor ready: mode {:?}, {attached}/{} hooks attached, serving on {}",
+        args.mode,
+        health.programs.len(),
+        args.socket.display()
+    );
+    eprintln!("sensor: ready on {}", args.socket.display());
+
+    wait_for_signal().await?;
+    log::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    stop.store(true, Ordering::Relaxed);
+    let _ = capture.join();
+    let _ = enrich.join();
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(r)) => r?,
+        Ok(Err(e)) => log::warn!("gRPC server task: {e}"),
+        Err(_) => log::warn!("gRPC server did not stop within 5 s"),
+    }
+    // Dropping the object detaches every program.
+    drop(health);
+    drop(ebpf);
+    Ok(())
+}
+
+fn parse_kinds(names: &[String]) -> Result<HashSet<EventKind>> {
+    names
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| EventKind::from_name(n).with_context(|| format!("unknown event kind {n:?}")))
+        .collect()
+}
+
+fn spawn_enrich(
+    rx: Receiver<Decoded>,
+    mut enricher: Enricher,
+    mut publisher: Publisher,
+    stats: Arc<Stats>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("enrich".into())
+        .spawn(move || {
+            let mut last_stats = Instant::now();
+            loop {
+                match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(d) => publisher.publish(enricher.enrich(d)),
+                    Err(RecvTimeoutError::Timeout) => enricher.table.evict_exited(Instant::now()),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                if last_stats.elapsed() > Duration::from_millis(100) {
+                    last_stats = Instant::now();
+                    *stats.table.lock().unwrap() = enricher.table.stats();
+                    stats
+                        .hash_cache_size
+                        .store(enricher.hash_cache_len() as u64, Ordering::Relaxed);
+                    stats
+                        .hashes_computed
+                        .store(enricher.hashes_computed(), Ordering::Relaxed);
+                }
+            }
+        })
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Ring-buffer records to typed events.
+//!
+//! One decoder per kernel hook family (`process`, `file`, `net`, `security`), each turning
+//! the family's `#[repr(C)]` record from `sensor-common` into the kind-specific part of a
+//! [`proto::Event`]. Nothing here trusts the kernel's bytes: a record shorter than its
+//! layout, of an unknown kind or with a size that disagrees is an error the caller counts
+//! and skips.
+
+mod file;
+mod net;
+pub(crate) mod process;
+mod security;
+
+use std::fmt;
+
+use sensor_common::{EventHeader, EventKind};
+
+use crate::proto;
+
+pub use process::split_args;
+
+/// Who acted, as the kernel saw it.
+#[derive(Clone, Debug, Default)]
+pub struct Header {
+    pub kind: Option<EventKind>,
+    pub ts_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub start_ns: u64,
+    pub ppid: u32,
+    pub parent_start_ns: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub cgroup_id: u64,
+    pub comm: String,
+}
+
+/// A decoded record: the acting process plus the event with its kind-specific part set.
+#[derive(Debug)]
+pub struct Decoded {
+    pub header: Header,
+    pub event: proto::Event,
+    /// argv of a `process_exec`.
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    Truncated {
+        kind: u32,
+        len: usize,
+        need: usize,
+    },
+    UnknownKind(u32),
+    SizeMismatch {
+        kind: u32,
+        declared: u32,
+        len: usize,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Truncated { kind, len, need } => {
+                write!(
+                    f,
+                    "record of kind {kind} has {len} bytes, layout needs {need}"
+                )
+            }
+            DecodeError::UnknownKind(k) => write!(f, "unknown record kind {k}"),
+            DecodeError::SizeMismatch {
+                kind,
+                declared,
+                len,
+            } => {
+                write!(
+                    f,
+                    "record of kind {kind} declares {declared} bytes but has {len}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Copies a `T` out of the record after checking the length.
+pub(crate) fn read_record<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Truncated {
+            kind,
+            len: bytes.len(),
+            need,
+        });
+    }
+    // SAFETY: length checked; the layouts are plain old data, any bit pattern is valid.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// The first `len` bytes of a fixed buffer as text (the kernel's length is clamped).
+pub(crate) fn text(buf: &[u8], len: u32) -> String {
+    let len = (len as usize).min(buf.len());
+    let s = &buf[..len];
+    let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+    String::from_utf8_lossy(&s[..end]).into_owned()
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let raw: EventHeader = read_record(bytes, 0)?;
+    let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
+    if raw.size as usize != bytes.len() {
+        return Err(DecodeError::SizeMismatch {
+            kind: raw.kind,
+            declared: raw.size,
+            len: bytes.len(),
+        });
+    }
+    let header = Header {
+        kind: Some(kind),
+        ts_ns: raw.ts_ns,
+        tgid: raw.tgid,
+        tid: raw.pid,
+        start_ns: raw.start_ns,
+        ppid: raw.ppid,
+        parent_start_ns: raw.parent_start_ns,
+        uid: raw.uid,
+        gid: raw.gid,
+        euid: raw.euid,
+        egid: raw.egid,
+        cgroup_id: raw.cgroup_id,
+        comm: text(&raw.comm, raw.comm.len() as u32),
+    };
+    let mut event = proto::Event {
+        kind: kind.name().to_string(),
+        timestamp_ns: raw.ts_ns,
+        ..Default::default()
+    };
+    let mut args = Vec::new();
+    use EventKind::*;
+    match kind {
+        ProcessExec => args = process::exec(bytes, &mut event)?,
+        ProcessFork => {}
+        ProcessExit => process::exit(bytes, &mut event)?,
+        FileCreate | FileWrite | FileRename | FileUnlink | FileChmod | FileChown | FileTruncate
+        | FileLink | FileSymlink => file::decode(bytes, &mut event)?,
+        NetConnect | NetAccept | NetBind | NetListen => net::socket_call(bytes, &mut event)?,
+        DnsQuery => net::dns(bytes, &mut event)?,
+        Ptrace | ModuleLoad | BpfLoad | MemfdCreate | Setuid | Setgid | FdDup | MprotectExec => {
+            security::decode(kind, bytes, &mut event)?
+        }
+    }
+    Ok(Decoded {
+        header,
+        event,
+        args,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sensor_common::{ARGS_LEN, ExecEvent, NAME_LEN, PATH_LEN};
+
+    fn exec_record(args: &[u8], filename: &str) -> Vec<u8> {
+        let mut e = ExecEvent {
+            header: EventHeader {
+                kind: EventKind::ProcessExec as u32,
+                size: size_of::<ExecEvent>() as u32,
+                tgid: 42,
+                pid: 42,
+                ppid: 1,
+                ..Default::default()
+            },
+            exe_ino: 7,
+            exe_dev: 1,
+            exe_nlink: 1,
+            filename_len: filename.len() as u32,
+            args_len: args.len() as u32,
+            name_len: 0,
+            flags: 0,
+            filename: [0; PATH_LEN],
+            args: [0; ARGS_LEN],
+            name: [0; NAME_LEN],
+        };
+        e.filename[..filename.len()].copy_from_slice(filename.as_bytes());
+        e.args[..args.len()].copy_from_slice(args);
+        let p = (&e as *const ExecEvent).cast::<u8>();
+        unsafe { std::slice::from_raw_parts(p, size_of::<ExecEvent>()) }.to_vec()
+    }
+
+    #[test]
+    fn decodes_exec_with_argv() {
+        let rec = exec_record(b"/bin/echo\0hello\0world\0", "/bin/echo");
+        let d = decode(&rec).unwrap();
+        assert_eq!(d.event.kind, "process_exec");
+        assert_eq!(d.args, vec!["/bin/echo", "hello", "world"]);
+        assert_eq!(d.event.exec.unwrap().filename, "/bin/echo");
+        assert_eq!(d.header.tgid, 42);
+    }
+
+    #[test]
+    fn truncated_and_garbled_records_are_errors_not_panics() {
+        let rec = exec_record(b"x\0", "/x");
+        assert!(matches!(
+            decode(&rec[..50]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&rec[..200]),
+            Err(DecodeError::SizeMismatch { .. })
+        ));
+        let mut bad = rec.clone();
+        bad[0] = 0xff;
+        assert_eq!(decode(&bad).unwrap_err(), DecodeError::UnknownKind(0xff));
+        // Lengths larger than the buffers are clamped, not trusted.
+        let mut long = rec.clone();
+        let off = std::mem::offset_of!(ExecEvent, args_len);
+        long[off..off + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&long).is_ok());
+        // Arbitrary bytes never panic.
+        for seed in 0..200u32 {
+            let junk: Vec<u8> = (0..(seed as usize * 7 % 2000))
+                .map(|i| (i as u32).wrapping_mul(seed).wrapping_add(seed) as u8)
+                .collect();
+            let _ = decode(&junk);
+        }
+    }
+}

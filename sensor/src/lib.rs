@@ -1,0 +1,29 @@
+//! The sensor daemon and its command-line client.
+//!
+//! The daemon's pipeline, in the order data flows (see [`daemon`]):
+//! capture ([`probes`], [`capture`], [`decode`]) -> enrich ([`process_table`], [`enrich`])
+//! -> publish ([`publish`], [`grpc`]). Detection and response stages plug in between
+//! enrich and publish.
+
+pub mod btf;
+pub mod capture;
+pub mod cli;
+pub mod daemon;
+pub mod decode;
+pub mod enrich;
+pub mod grpc;
+pub mod health;
+pub mod paths;
+pub mod probes;
+pub mod process_table;
+pub mod publish;
+
+/// Generated from `proto/sensor/v1/sensor.proto`.
+pub mod proto {
+    tonic::include_proto!("sensor.v1");
+
+    /// Encoded descriptors, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sensor_descriptor");
+}
+
+pub use decode::split_args;

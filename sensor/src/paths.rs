@@ -1,0 +1,69 @@
+//! Making the paths syscalls receive absolute.
+//!
+//! The kernel programs copy the string the caller passed; a relative one is resolved here
+//! against the caller's working directory or directory fd, read from `/proc` while the
+//! process still exists. A process that already exited leaves the path as given, marked
+//! unresolved, rather than guessed.
+
+const AT_FDCWD: i32 = -100;
+
+/// `(path, resolved)`: absolute paths pass through unchanged.
+pub fn absolute(tgid: u32, dirfd: i32, path: &str) -> (String, bool) {
+    if path.starts_with('/') || path.is_empty() {
+        return (path.to_string(), true);
+    }
+    let base = if dirfd == AT_FDCWD {
+        std::fs::read_link(format!("/proc/{tgid}/cwd")).ok()
+    } else {
+        std::fs::read_link(format!("/proc/{tgid}/fd/{dirfd}")).ok()
+    };
+    match base {
+        Some(b) => (join(&b.to_string_lossy(), path), true),
+        None => (path.to_string(), false),
+    }
+}
+
+/// Path of an open descriptor of `tgid`.
+pub fn of_fd(tgid: u32, fd: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{tgid}/fd/{fd}"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Joins and normalises `.` and `..` lexically (the kernel resolved the real thing).
+pub fn join(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_relative_paths() {
+        assert_eq!(join("/tmp/a", "b/c"), "/tmp/a/b/c");
+        assert_eq!(join("/tmp/a", "../b"), "/tmp/b");
+        assert_eq!(join("/", "./x"), "/x");
+        assert_eq!(
+            absolute(1, AT_FDCWD, "/etc/passwd"),
+            ("/etc/passwd".into(), true)
+        );
+        let me = std::process::id();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            absolute(me, AT_FDCWD, "x").0,
+            join(&cwd.to_string_lossy(), "x")
+        );
+        assert!(!absolute(u32::MAX, AT_FDCWD, "x").1);
+    }
+}

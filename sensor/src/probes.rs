@@ -1,0 +1,297 @@
+//! Loading and attaching the kernel programs.
+//!
+//! Every hook is attached on its own: one the kernel lacks (an old kernel without
+//! `fchmodat2`, say) is recorded with the kernel's reason and the others still run. The
+//! statuses end up in health. Everything is detached when [`Probes`] is dropped; nothing
+//! is pinned, so a killed daemon leaves nothing behind either.
+
+use std::{collections::HashSet, path::Path};
+
+use anyhow::{Context, Result};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{RawTracePoint, TracePoint},
+};
+use sensor_common::{EventKind, KIND_SLOTS, KernelOffsets, syscalls};
+
+use crate::{btf, proto};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SENSOR_BPF_OBJECT"));
+
+/// aya needs its `Pod` marker on globals; the layout lives in `sensor-common`.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Offsets(KernelOffsets);
+// SAFETY: plain `#[repr(C)]` struct of u32s.
+unsafe impl aya::Pod for Offsets {}
+
+pub struct Probes {
+    pub events: RingBuf<MapData>,
+    pub counters: KernelCounters,
+    pub status: Vec<proto::ProgramStatus>,
+    pub enabled: HashSet<EventKind>,
+    pub ebpf: Ebpf,
+}
+
+/// Per-kind counters the kernel keeps: records lost (ring buffer full) and records sent
+/// with fields that could not be read.
+pub struct KernelCounters {
+    lost: PerCpuArray<MapData, u64>,
+    errors: PerCpuArray<MapData, u64>,
+}
+
+impl KernelCounters {
+    pub fn lost(&self, kind: EventKind) -> u64 {
+        sum(&self.lost, kind)
+    }
+    pub fn errors(&self, kind: EventKind) -> u64 {
+        sum(&self.errors, kind)
+    }
+}
+
+fn sum(map: &PerCpuArray<MapData, u64>, kind: EventKind) -> u64 {
+    map.get(&(kind as u32), 0)
+        .map(|v| v.iter().sum())
+        .unwrap_or(0)
+}
+
+pub struct ProbeConfig {
+    pub ring_buffer_bytes: u32,
+    pub disabled: HashSet<EventKind>,
+    pub ignored_tgids: Vec<u32>,
+}
+
+/// Hooks of one syscall family: entry and exit programs and the syscalls they follow.
+struct SyscallFamily {
+    enter: &'static str,
+    exit: Option<&'static str>,
+    calls: &'static [&'static str],
+    kinds: &'static [EventKind],
+}
+
+const FAMILIES: &[SyscallFamily] = &[
+    SyscallFamily {
+        enter: "file_enter",
+        exit: Some("file_exit"),
+        calls: syscalls::FILE_SYSCALLS,
+        kinds: &[
+            EventKind::FileCreate,
+            EventKind::FileWrite,
+            EventKind::FileRename,
+            EventKind::FileUnlink,
+            EventKind::FileChmod,
+            EventKind::FileChown,
+            EventKind::FileTruncate,
+            EventKind::FileLink,
+            EventKind::FileSymlink,
+        ],
+    },
+    SyscallFamily {
+        enter: "net_enter",
+        exit: Some("net_exit"),
+        calls: syscalls::NET_SYSCALLS,
+        kinds: &[
+            EventKind::NetConnect,
+            EventKind::NetAccept,
+            EventKind::NetBind,
+            EventKind::NetListen,
+        ],
+    },
+    SyscallFamily {
+        enter: "dns_enter",
+        exit: None,
+        calls: syscalls::DNS_SYSCALLS,
+        kinds: &[EventKind::DnsQuery],
+    },
+    SyscallFamily {
+        enter: "security_enter",
+        exit: Some("security_exit"),
+        calls: syscalls::SECURITY_SYSCALLS,
+        kinds: &[
+            EventKind::Ptrace,
+            EventKind::ModuleLoad,
+            EventKind::BpfLoad,
+            EventKind::MemfdCreate,
+            EventKind::Setuid,
+            EventKind::Setgid,
+            EventKind::FdDup,
+            EventKind::MprotectExec,
+        ],
+    },
+];
+
+const PROCESS_HOOKS: &[(&str, EventKind)] = &[
+    ("sched_process_exec", EventKind::ProcessExec),
+    ("sched_process_fork", EventKind::ProcessFork),
+    ("sched_process_exit", EventKind::ProcessExit),
+];
+
+impl Probes {
+    pub fn load(cfg: &ProbeConfig) -> Result<Self> {
+        ensure_tracefs();
+        let btf = btf::Btf::from_sys_fs()?;
+        let offsets = btf::kernel_offsets(&btf).context("kernel struct layout")?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &Offsets(offsets), true)
+            .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
+            .load(OBJECT)
+            .context("loading the eBPF object")?;
+
+        let enabled: HashSet<EventKind> = EventKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| !cfg.disabled.contains(k))
+            .collect();
+        {
+            let mut switches: Array<_, u32> =
+                Array::try_from(ebpf.map_mut("ENABLED").context("map ENABLED")?)?;
+            for k in &enabled {
+                switches.set(*k as u32, 1, 0)?;
+            }
+            let mut ignored: HashMap<_, u32, u8> =
+                HashMap::try_from(ebpf.map_mut("IGNORED_TGIDS").context("map IGNORED_TGIDS")?)?;
+            for pid in &cfg.ignored_tgids {
+                ignored.insert(pid, 1, 0)?;
+            }
+        }
+
+        let mut status = Vec::new();
+        for (name, kind) in PROCESS_HOOKS {
+            if enabled.contains(kind) {
+                status.push(attach_raw(&mut ebpf, name));
+            }
+        }
+        for fam in FAMILIES {
+            if !fam.kinds.iter().any(|k| enabled.contains(k)) {
+                continue;
+            }
+            for (prog, dir) in [(Some(fam.enter), "enter"), (fam.exit, "exit")] {
+                let Some(prog) = prog else { continue };
+                status.extend(attach_syscalls(&mut ebpf, prog, dir, fam.calls));
+            }
+        }
+
+        let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
+        let counters = KernelCounters {
+            lost: PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST")?)?,
+            errors: PerCpuArray::try_from(ebpf.take_map("ERRORS").context("map ERRORS")?)?,
+        };
+        Ok(Self {
+            events,
+            counters,
+            status,
+            enabled,
+            ebpf,
+        })
+    }
+}
+
+const _: () = assert!(KIND_SLOTS > 40);
+
+fn attach_raw(ebpf: &mut Ebpf, name: &str) -> proto::ProgramStatus {
+    let mut st = proto::ProgramStatus {
+        name: name.into(),
+        hook: format!("raw_tracepoint/{name}"),
+        ..Default::default()
+    };
+    let r = (|| -> Result<u32> {
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(name)
+            .context("program missing from object")?
+            .try_into()?;
+        prog.load()?;
+        prog.attach(name)?;
+        Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+    })();
+    match r {
+        Ok(id) => {
+            st.attached = true;
+            st.prog_id = id;
+        }
+        Err(e) => st.error = format!("{e:#}"),
+    }
+    st
+}
+
+fn attach_syscalls(
+    ebpf: &mut Ebpf,
+    prog_name: &str,
+    dir: &str,
+    calls: &[&str],
+) -> Vec<proto::ProgramStatus> {
+    let prog = match load_tracepoint(ebpf, prog_name) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![proto::ProgramStatus {
+                name: prog_name.into(),
+                hook: format!("syscalls/sys_{dir}_*"),
+                error: format!("{e:#}"),
+                ..Default::default()
+            }];
+        }
+    };
+    let id = prog.info().map(|i| i.id()).unwrap_or(0);
+    calls
+        .iter()
+        .map(|call| {
+            let tp = format!("sys_{dir}_{call}");
+            let mut st = proto::ProgramStatus {
+                name: prog_name.into(),
+                hook: format!("syscalls/{tp}"),
+                prog_id: id,
+                ..Default::default()
+            };
+            match prog.attach("syscalls", &tp) {
+                Ok(_) => st.attached = true,
+                Err(e) => st.error = format!("{e:#}"),
+            }
+            st
+        })
+        .collect()
+}
+
+fn load_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
+    let p: &mut TracePoint = ebpf
+        .program_mut(name)
+        .context("program missing from object")?
+        .try_into()?;
+    p.load()?;
+    Ok(p)
+}
+
+/// Syscall tracepoints are found through tracefs, which a fresh machine may not mount.
+fn ensure_tracefs() {
+    if Path::new("/sys/kernel/tracing/events").exists()
+        || Path::new("/sys/kernel/debug/tracing/events").exists()
+    {
+        return;
+    }
+    let r = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        log::warn!(
+            "mounting tracefs on /sys/kernel/tracing failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Whether BPF LSM programs could run here, and why not.
+pub fn bpf_lsm_status() -> (bool, String) {
+    match std::fs::read_to_string("/sys/kernel/security/lsm") {
+        Ok(list) if list.split(',').any(|l| l.trim() == "bpf") => (
+            false,
+            "bpf is an active LSM; this version captures with tracepoints only".into(),
+        ),
+        Ok(list) => (false, format!("bpf is not an active LSM ({})", list.trim())),
+        Err(e) => (false, format!("cannot read /sys/kernel/security/lsm: {e}")),
+    }
+}
