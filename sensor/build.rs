@@ -14,7 +14,7 @@ fn main() {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("sensor_descriptor.bin"))
         .type_attribute(".sensor.v1", "#[derive(serde::Serialize)]")
-        .compile_protos(&[proto.clone()], &[root.join("proto")])
+        .compile_protos(std::slice::from_ref(&proto), &[root.join("proto")])
         .expect("compiling proto/sensor/v1/sensor.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
 

@@ -13,8 +13,8 @@ use sensor_common::{DNS_LEN, DnsEvent, EventKind, SockInfo, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, fd_file, fill_header, read_user, skip,
-        sock_info, user_sockaddr,
+        count_error, count_lost, current_task, fd_file, fill_header, read_user, skip, sock_info,
+        user_sockaddr,
     },
     maps::EVENTS,
     syscall::entry_args,
@@ -65,7 +65,11 @@ fn try_dns(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
-    let mut n = if len > DNS_LEN as u64 { DNS_LEN as u64 } else { len };
+    let mut n = if len > DNS_LEN as u64 {
+        DNS_LEN as u64
+    } else {
+        len
+    };
     n &= (DNS_LEN as u64 * 2) - 1;
     if n > DNS_LEN as u64 {
         n = DNS_LEN as u64;
@@ -88,7 +92,12 @@ fn try_dns(ctx: &TracePointContext) -> Result<(), i64> {
         (*e)._pad = 0;
         (*e).sock = sock;
     }
-    let r = fill_header(unsafe { &raw mut (*e).header }, task, EventKind::DnsQuery, size_of::<DnsEvent>());
+    let r = fill_header(
+        unsafe { &raw mut (*e).header },
+        task,
+        EventKind::DnsQuery,
+        size_of::<DnsEvent>(),
+    );
     entry.submit(0);
     r
 }

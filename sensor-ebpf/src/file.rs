@@ -11,8 +11,8 @@ use sensor_common::{EventKind, FileEvent, PendingCall, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, fill_header, off, read,
-        ignored, read_ptr, read_user, user_str,
+        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, off, read,
+        read_ptr, read_user, user_str,
     },
     maps::EVENTS,
     syscall::{entry_args, exit_ret, stash, take},
@@ -36,7 +36,9 @@ pub fn file_enter(ctx: TracePointContext) -> u32 {
     let wanted = match call.nr {
         nr::OPEN => call.args[1] & WRITE_FLAGS != 0,
         nr::OPENAT => call.args[2] & WRITE_FLAGS != 0,
-        nr::OPENAT2 => read_user::<u64>(call.args[2]).map(|f| f & WRITE_FLAGS != 0).unwrap_or(false),
+        nr::OPENAT2 => read_user::<u64>(call.args[2])
+            .map(|f| f & WRITE_FLAGS != 0)
+            .unwrap_or(false),
         _ => true,
     };
     if wanted {
@@ -52,7 +54,9 @@ pub fn file_exit(ctx: TracePointContext) -> u32 {
     if ret < 0 {
         return 0;
     }
-    let Some(kind) = kind_of(&call, ret) else { return 0 };
+    let Some(kind) = kind_of(&call, ret) else {
+        return 0;
+    };
     if !enabled(kind) {
         return 0;
     }
@@ -173,13 +177,18 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     }
     if f.fd >= 0 {
         let file = fd_file(task, f.fd as i64);
-        if let Ok(inode) = read_ptr(file, off().file_inode) {
-            if let Ok(ino) = read::<u64>(inode, off().inode_ino) {
-                unsafe { (*e).ino = ino };
-            }
+        if let Ok(inode) = read_ptr(file, off().file_inode)
+            && let Ok(ino) = read::<u64>(inode, off().inode_ino)
+        {
+            unsafe { (*e).ino = ino };
         }
     }
-    let r = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<FileEvent>());
+    let r = fill_header(
+        unsafe { &raw mut (*e).header },
+        task,
+        kind,
+        size_of::<FileEvent>(),
+    );
     entry.submit(0);
     r
 }

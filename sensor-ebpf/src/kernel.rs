@@ -64,7 +64,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 /// zeros it sees at build time).
 #[inline(always)]
 pub fn off() -> &'static KernelOffsets {
-    unsafe { &*core::ptr::read_volatile(&&OFFSETS) }
+    unsafe { core::ptr::read_volatile(&&OFFSETS) }
 }
 
 /// Reads a `T` at `base + offset` in kernel memory.
@@ -102,7 +102,7 @@ pub fn skip(kind: EventKind) -> bool {
 #[inline(always)]
 pub fn ignored() -> bool {
     let tgid = current_tgid();
-    unsafe { IGNORED_TGIDS.get(&tgid) }.is_some()
+    unsafe { IGNORED_TGIDS.get(tgid) }.is_some()
 }
 
 #[inline(always)]
@@ -130,7 +130,12 @@ fn bump(map: &aya_ebpf::maps::PerCpuArray<u64>, kind: EventKind) {
 /// Fills the common header from `task` (which need not be the current task: a fork
 /// reports the child). Returns `Err` if any read failed; the fields read so far stay.
 #[inline(always)]
-pub fn fill_header(h: *mut EventHeader, task: usize, kind: EventKind, size: usize) -> Result<(), i64> {
+pub fn fill_header(
+    h: *mut EventHeader,
+    task: usize,
+    kind: EventKind,
+    size: usize,
+) -> Result<(), i64> {
     let o = off();
     unsafe {
         (*h).kind = kind as u32;

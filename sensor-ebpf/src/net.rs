@@ -10,8 +10,8 @@ use sensor_common::{EventKind, NetEvent, PendingCall, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored,
-        sock_info, user_sockaddr,
+        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, sock_info,
+        user_sockaddr,
     },
     maps::EVENTS,
     syscall::{entry_args, exit_ret, stash, take},
@@ -70,7 +70,11 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         (*e).ret = ret;
         (*e).syscall = call.nr as u32;
         (*e).fd = fd as i32;
-        (*e).backlog = if kind == EventKind::NetListen { call.args[1] as u32 } else { 0 };
+        (*e).backlog = if kind == EventKind::NetListen {
+            call.args[1] as u32
+        } else {
+            0
+        };
         (*e)._pad = 0;
     }
     let sock = unsafe { &raw mut (*e).sock };
@@ -101,7 +105,12 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         entry.discard(0);
         return Ok(());
     }
-    let h = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<NetEvent>());
+    let h = fill_header(
+        unsafe { &raw mut (*e).header },
+        task,
+        kind,
+        size_of::<NetEvent>(),
+    );
     entry.submit(0);
     h.and(r)
 }

@@ -10,17 +10,14 @@
 //! These prototypes are stable from 4.x through 6.18.
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_user, macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    helpers::generated::bpf_probe_read_user, macros::raw_tracepoint, programs::RawTracePointContext,
 };
-use sensor_common::{
-    ARGS_LEN, EXEC_ARGS_TRUNCATED, EventKind, ExecEvent, ExitEvent, ForkEvent,
-};
+use sensor_common::{ARGS_LEN, EXEC_ARGS_TRUNCATED, EventKind, ExecEvent, ExitEvent, ForkEvent};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, fill_header, file_identity, kernel_str, off,
-        read, read_ptr, skip,
+        count_error, count_lost, current_task, file_identity, fill_header, kernel_str, off, read,
+        read_ptr, skip,
     },
     maps::EVENTS,
 };
@@ -55,7 +52,12 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
         (*e).filename_len = 0;
         (*e).name_len = 0;
     }
-    let header = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<ExecEvent>());
+    let header = fill_header(
+        unsafe { &raw mut (*e).header },
+        task,
+        kind,
+        size_of::<ExecEvent>(),
+    );
     let body = exec_body(e, task, bprm, o);
     entry.submit(0);
     header.and(body)
@@ -133,7 +135,12 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
-    let r = fill_header(unsafe { &raw mut (*e).header }, child, kind, size_of::<ForkEvent>());
+    let r = fill_header(
+        unsafe { &raw mut (*e).header },
+        child,
+        kind,
+        size_of::<ForkEvent>(),
+    );
     entry.submit(0);
     r
 }
@@ -168,7 +175,12 @@ fn try_exit(_ctx: &RawTracePointContext) -> Result<(), i64> {
         (*e).exit_code = 0;
         (*e)._pad = 0;
     }
-    let r = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<ExitEvent>());
+    let r = fill_header(
+        unsafe { &raw mut (*e).header },
+        task,
+        kind,
+        size_of::<ExitEvent>(),
+    );
     let code = read::<u32>(task, o.task_exit_code);
     if let Ok(c) = code {
         unsafe { (*e).exit_code = c };

@@ -11,8 +11,8 @@ use sensor_common::{EventKind, PendingCall, SyscallEvent, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored,
-        read_user, sock_info, user_str,
+        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, read_user,
+        sock_info, user_str,
     },
     maps::EVENTS,
     syscall::{entry_args, exit_ret, stash, take},
@@ -106,7 +106,12 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         nr::DUP2 | nr::DUP3 => r = sock_info(fd_file(task, a[0] as i64), sock),
         _ => {}
     }
-    let h = fill_header(unsafe { &raw mut (*e).header }, task, kind, size_of::<SyscallEvent>());
+    let h = fill_header(
+        unsafe { &raw mut (*e).header },
+        task,
+        kind,
+        size_of::<SyscallEvent>(),
+    );
     entry.submit(0);
     h.and(r)
 }

@@ -28,16 +28,16 @@ pub fn entry_args(ctx: &TracePointContext) -> Result<PendingCall, i64> {
 /// Saves `call` until the same thread leaves the syscall.
 #[inline(always)]
 pub fn stash(call: &PendingCall) {
-    let _ = PENDING.insert(&bpf_get_current_pid_tgid(), call, 0);
+    let _ = PENDING.insert(bpf_get_current_pid_tgid(), call, 0);
 }
 
 /// The arguments saved at entry by this thread, removed from the map.
 #[inline(always)]
 pub fn take() -> Option<PendingCall> {
     let key = bpf_get_current_pid_tgid();
-    let call = unsafe { PENDING.get(&key) }.copied();
+    let call = unsafe { PENDING.get(key) }.copied();
     if call.is_some() {
-        let _ = PENDING.remove(&key);
+        let _ = PENDING.remove(key);
     }
     call
 }

@@ -18,7 +18,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 
 use crate::{
-    decode::{Decoded, decode},
+    decode::{Decoded, Decoder},
     health::Stats,
 };
 
@@ -32,6 +32,7 @@ pub fn spawn(
         .name("capture".into())
         .spawn(move || {
             let fd = ring.as_raw_fd();
+            let mut decoder = Decoder::default();
             while !stop.load(Ordering::Relaxed) {
                 let mut pfd = libc::pollfd {
                     fd,
@@ -42,7 +43,7 @@ pub fn spawn(
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(&mut pfd, 1, 100) };
                 while let Some(item) = ring.next() {
-                    match decode(&item) {
+                    match decoder.decode(&item) {
                         Ok(d) => {
                             if let Some(k) = d.header.kind {
                                 stats.received(k);

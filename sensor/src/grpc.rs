@@ -105,7 +105,7 @@ impl proto::sensor_server::Sensor for SensorService {
                     break;
                 }
             }
-            while !snapshot_only {
+            while !snapshot_only && !shutdown_seen(&shutdown) {
                 let next = tokio::select! {
                     r = live.recv() => r,
                     _ = shutdown.wait_for(|stop| *stop) => break,
@@ -146,14 +146,18 @@ impl proto::sensor_server::Sensor for SensorService {
     }
 }
 
+fn shutdown_seen(rx: &tokio::sync::watch::Receiver<bool>) -> bool {
+    *rx.borrow()
+}
+
 /// Binds the unix socket: its directory and the socket itself are root-only.
 /// A socket another daemon still answers on is not taken over.
 pub async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {

@@ -5,7 +5,46 @@
 //! process still exists. A process that already exited leaves the path as given, marked
 //! unresolved, rather than guessed.
 
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
 const AT_FDCWD: i32 = -100;
+
+/// Paths of descriptors opened for writing, learnt from open events, so calls that name
+/// only a descriptor (ftruncate, fchmod, fchown) get a path even when the descriptor is
+/// closed by the time `/proc` is asked. Entries are checked against the inode the kernel
+/// reports, so a reused descriptor number never lends its old path.
+pub struct OpenFiles {
+    map: LruCache<(u32, i32), (u64, String)>,
+}
+
+impl Default for OpenFiles {
+    fn default() -> Self {
+        Self {
+            map: LruCache::new(NonZeroUsize::new(16384).unwrap()),
+        }
+    }
+}
+
+impl OpenFiles {
+    pub fn opened(&mut self, tgid: u32, fd: i32, ino: u64, path: &str) {
+        if fd >= 0 && ino != 0 && path.starts_with('/') {
+            self.map.put((tgid, fd), (ino, path.to_string()));
+        }
+    }
+
+    /// Path of `fd` of `tgid` if it still names inode `ino`.
+    pub fn path(&mut self, tgid: u32, fd: i32, ino: u64) -> Option<String> {
+        if let Some(p) = of_fd(tgid, fd) {
+            return Some(p);
+        }
+        match self.map.get(&(tgid, fd)) {
+            Some((i, p)) if *i == ino && ino != 0 => Some(p.clone()),
+            _ => None,
+        }
+    }
+}
 
 /// `(path, resolved)`: absolute paths pass through unchanged.
 pub fn absolute(tgid: u32, dirfd: i32, path: &str) -> (String, bool) {

@@ -111,10 +111,10 @@ impl ProcessTable {
     }
 
     fn insert(&mut self, key: ProcessKey, entry: ProcessEntry) {
-        if let Some((old_key, _)) = self.map.push(key, entry) {
-            if old_key != key {
-                self.stats.evicted_lru += 1;
-            }
+        if let Some((old_key, _)) = self.map.push(key, entry)
+            && old_key != key
+        {
+            self.stats.evicted_lru += 1;
         }
     }
 
@@ -226,11 +226,11 @@ impl ProcessTable {
     /// limit passes.
     pub fn on_exit(&mut self, h: &Header, now: Instant) -> ProcessKey {
         let key = self.observe(h);
-        if let Some(e) = self.map.peek_mut(&key) {
-            if !e.exited {
-                e.exited = true;
-                self.exited.push_back((key, now));
-            }
+        if let Some(e) = self.map.peek_mut(&key)
+            && !e.exited
+        {
+            e.exited = true;
+            self.exited.push_back((key, now));
         }
         self.evict_exited(now);
         key

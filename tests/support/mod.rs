@@ -1,1 +1,278 @@
-//! Shared test support.
+//! Test support: the real daemon on the real kernel, and a collector of its event stream.
+//!
+//! Tests run as root against the binary `cargo xtask test` builds (`SENSOR_BIN`). Every
+//! daemon a test starts gets its own socket in a private directory and is stopped with
+//! SIGTERM when its handle drops; the shared one dies with the test process through
+//! `PR_SET_PDEATHSIG`, so no test leaves a daemon (or its programs) behind.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use sensor::proto::{self, sensor_client::SensorClient};
+use tonic::transport::Channel;
+
+pub use sensor::proto::Event;
+
+/// The daemon binary under test.
+pub fn sensor_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SENSOR_BIN") {
+        return PathBuf::from(p);
+    }
+    // Fallback for `cargo test` after `cargo xtask build`.
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.join("../target/release/sensor")
+}
+
+/// A private directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("sensor-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts a daemon and waits until it answers health.
+    pub fn start(extra: &[&str]) -> Result<Self> {
+        Self::spawn(extra, false)
+    }
+
+    fn spawn(extra: &[&str], die_with_parent: bool) -> Result<Self> {
+        let dir = TempDir::new("daemon");
+        let socket = dir.path().join("sensor.sock");
+        let mut cmd = Command::new(sensor_bin());
+        cmd.arg("daemon").arg("--socket").arg(&socket).args(extra);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        cmd.stderr(std::fs::File::create(dir.path().join("daemon.log"))?);
+        if die_with_parent {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", sensor_bin().display()))?;
+        let mut d = Self {
+            child,
+            socket,
+            _dir: dir,
+        };
+        d.wait_ready()?;
+        Ok(d)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Its own thread and runtime: callers may be inside an async test already.
+        let answers = |socket: PathBuf| {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(health(&socket)).ok()
+            })
+            .join()
+            .ok()
+            .flatten()
+            .is_some()
+        };
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("daemon exited early ({status}): {}", self.log());
+            }
+            if self.socket.exists() && answers(self.socket.clone()) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("daemon not ready within 60 s: {}", self.log())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait for the exit (SIGKILL after 20 s).
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("daemon ignored SIGTERM for 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// One daemon for all tests of a test binary. It is spawned from a thread that lives as
+/// long as the process, so PR_SET_PDEATHSIG stops it when the test binary exits.
+pub fn shared_daemon() -> &'static Path {
+    static SOCKET: OnceLock<PathBuf> = OnceLock::new();
+    SOCKET.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            match Daemon::spawn(&[], true) {
+                Ok(d) => {
+                    tx.send(Ok(d.socket.clone())).unwrap();
+                    // Keep the handle (and this thread) alive until the process exits.
+                    loop {
+                        std::thread::park();
+                        let _ = &d;
+                    }
+                }
+                Err(e) => tx.send(Err(e)).unwrap(),
+            }
+        });
+        rx.recv().unwrap().expect("starting the shared daemon")
+    })
+}
+
+pub async fn client(socket: &Path) -> Result<SensorClient<Channel>> {
+    sensor::cli::connect(socket).await
+}
+
+pub async fn health(socket: &Path) -> Result<proto::Health> {
+    Ok(client(socket)
+        .await?
+        .get_health(proto::GetHealthRequest {})
+        .await?
+        .into_inner())
+}
+
+/// Events of the subscription, gathered in the background.
+pub struct Collector {
+    events: Arc<Mutex<Vec<Event>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    /// Subscribes (the subscription is live when this returns) to events of `kinds` from
+    /// this test process and its descendants.
+    pub async fn start(socket: &Path, kinds: &[&str]) -> Result<Self> {
+        let mut c = client(socket).await?;
+        let req = proto::StreamEventsRequest {
+            kinds: kinds.iter().map(|s| s.to_string()).collect(),
+            pids: vec![std::process::id()],
+            include_descendants: true,
+            ..Default::default()
+        };
+        let mut stream = c.stream_events(req).await?.into_inner();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let task = tokio::spawn(async move {
+            while let Ok(Some(e)) = stream.message().await {
+                sink.lock().unwrap().push(e);
+            }
+        });
+        Ok(Self { events, task })
+    }
+
+    /// The first event matching `pred`, waiting up to `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events.lock().unwrap().iter().find(|e| pred(e)) {
+                return Some(e.clone());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `wait_for` that fails the test with what was seen.
+    pub async fn expect(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        match self.wait_for(Duration::from_secs(10), pred).await {
+            Some(e) => e,
+            None => {
+                let seen: Vec<String> = self
+                    .events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .take(40)
+                    .map(summary)
+                    .collect();
+                panic!("no event: {what}\nlast events seen:\n{}", seen.join("\n"))
+            }
+        }
+    }
+
+    pub fn all(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One line per event for failure messages: the process without its ancestry.
+pub fn summary(e: &Event) -> String {
+    let mut v = sensor::cli::event_json(e);
+    if let Some(p) = v.get_mut("process").and_then(|p| p.as_object_mut()) {
+        p.retain(|k, _| matches!(k.as_str(), "pid" | "tid" | "ppid" | "exe" | "args"));
+    }
+    v.to_string()
+}
+
+pub fn pid_of(e: &Event) -> u32 {
+    e.process.as_ref().map_or(0, |p| p.pid)
+}

@@ -5,14 +5,18 @@ use sensor_common::{EventHeader, FileEvent, syscalls};
 use super::{DecodeError, read_record, text};
 use crate::{paths, proto};
 
-pub fn decode(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
+pub fn decode(
+    bytes: &[u8],
+    event: &mut proto::Event,
+    open_files: &mut paths::OpenFiles,
+) -> Result<(), DecodeError> {
     let e: FileEvent = read_record(bytes, header_kind(bytes))?;
     let tgid = e.header.tgid;
     let mut resolved = true;
     let mut path = text(&e.path, e.path_len);
     if path.is_empty() && e.fd >= 0 {
         // fd-based calls (fchmod, fchown, ftruncate) name no path.
-        match paths::of_fd(tgid, e.fd) {
+        match open_files.path(tgid, e.fd, e.ino) {
             Some(p) => path = p,
             None => resolved = false,
         }
@@ -26,6 +30,12 @@ pub fn decode(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError>
         let (p, ok) = paths::absolute(tgid, e.dirfd2, &new_path);
         new_path = p;
         resolved &= ok;
+    }
+    if matches!(
+        e.syscall as u64,
+        syscalls::OPEN | syscalls::OPENAT | syscalls::OPENAT2 | syscalls::CREAT
+    ) {
+        open_files.opened(tgid, e.ret as i32, e.ino, &path);
     }
     event.file = Some(proto::FileInfo {
         path,

@@ -109,7 +109,28 @@ pub(crate) fn text(buf: &[u8], len: u32) -> String {
     String::from_utf8_lossy(&s[..end]).into_owned()
 }
 
+/// Decoding state that outlives one record.
+#[derive(Default)]
+pub struct Decoder {
+    open_files: crate::paths::OpenFiles,
+}
+
+impl Decoder {
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Decoded, DecodeError> {
+        decode_with(bytes, &mut self.open_files)
+    }
+}
+
+/// Decodes one record with no state carried over (fd-only file calls get their path from
+/// `/proc` alone).
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    decode_with(bytes, &mut crate::paths::OpenFiles::default())
+}
+
+fn decode_with(
+    bytes: &[u8],
+    open_files: &mut crate::paths::OpenFiles,
+) -> Result<Decoded, DecodeError> {
     let raw: EventHeader = read_record(bytes, 0)?;
     let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
     if raw.size as usize != bytes.len() {
@@ -146,7 +167,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         ProcessFork => {}
         ProcessExit => process::exit(bytes, &mut event)?,
         FileCreate | FileWrite | FileRename | FileUnlink | FileChmod | FileChown | FileTruncate
-        | FileLink | FileSymlink => file::decode(bytes, &mut event)?,
+        | FileLink | FileSymlink => file::decode(bytes, &mut event, open_files)?,
         NetConnect | NetAccept | NetBind | NetListen => net::socket_call(bytes, &mut event)?,
         DnsQuery => net::dns(bytes, &mut event)?,
         Ptrace | ModuleLoad | BpfLoad | MemfdCreate | Setuid | Setgid | FdDup | MprotectExec => {
