@@ -466,3 +466,37 @@ async fn setuid_in_a_child_and_bpf_program_load() {
     let b = b.bpf.unwrap();
     assert_eq!((b.prog_type, b.insn_count, b.result), (1, 2, fd));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn module_load_attempt_is_reported() {
+    let c = Collector::start(shared_daemon(), &["module_load"])
+        .await
+        .unwrap();
+    // Not a module: the kernel refuses it (ENOEXEC, or ENOSYS without module support),
+    // but the attempt is what matters.
+    let image = [0u8; 64];
+    let params = CString::new(format!("sensor_test={}", me())).unwrap();
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_init_module,
+            image.as_ptr(),
+            image.len(),
+            params.as_ptr(),
+        )
+    };
+    assert_eq!(r, -1);
+    let e = c
+        .expect("init_module", |e| {
+            e.module
+                .as_ref()
+                .is_some_and(|m| m.params == params.to_str().unwrap())
+        })
+        .await;
+    assert_eq!(pid_of(&e), me());
+    let m = e.module.unwrap();
+    assert_eq!(m.syscall, "init_module");
+    assert!(
+        m.at_entry || m.result < 0,
+        "the failure is reported unless only the entry is seen"
+    );
+}

@@ -195,6 +195,18 @@ async fn disabled_kinds_and_missing_hooks_are_reported() {
     let kernel_has_modules =
         std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_init_module").exists();
     assert_eq!(module_hooks.iter().all(|p| p.attached), kernel_has_modules);
+    let fallback = h.programs.iter().find(|p| p.name == "module_sys_enter");
+    if kernel_has_modules {
+        assert!(
+            fallback.is_none(),
+            "no per-syscall cost when the tracepoints exist"
+        );
+    } else {
+        assert!(
+            fallback.is_some_and(|p| p.attached),
+            "module loads fall back to raw sys_enter"
+        );
+    }
     assert!(
         h.programs
             .iter()

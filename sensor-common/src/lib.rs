@@ -179,6 +179,9 @@ pub struct ExecEvent {
 
 pub const EXEC_ARGS_TRUNCATED: u32 = 1;
 
+/// `SyscallEvent.aux[0]` of a module load reported at syscall entry (result unknown).
+pub const MODULE_AT_ENTRY: u32 = 1;
+
 /// `sched_process_fork` for a new process (threads are not reported). The header
 /// describes the child.
 #[repr(C)]

@@ -7,6 +7,7 @@ mod dns;
 mod file;
 mod kernel;
 mod maps;
+mod module;
 mod net;
 mod process;
 mod security;

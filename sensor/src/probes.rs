@@ -172,6 +172,10 @@ impl Probes {
             }
         }
 
+        if enabled.contains(&EventKind::ModuleLoad) && module_hooks_missing(&status) {
+            status.push(attach_module_fallback(&mut ebpf));
+        }
+
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
         let counters = KernelCounters {
             lost: PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST")?)?,
@@ -190,9 +194,13 @@ impl Probes {
 const _: () = assert!(KIND_SLOTS > 40);
 
 fn attach_raw(ebpf: &mut Ebpf, name: &str) -> proto::ProgramStatus {
+    attach_raw_as(ebpf, name, name)
+}
+
+fn attach_raw_as(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> proto::ProgramStatus {
     let mut st = proto::ProgramStatus {
         name: name.into(),
-        hook: format!("raw_tracepoint/{name}"),
+        hook: format!("raw_tracepoint/{tracepoint}"),
         ..Default::default()
     };
     let r = (|| -> Result<u32> {
@@ -201,7 +209,7 @@ fn attach_raw(ebpf: &mut Ebpf, name: &str) -> proto::ProgramStatus {
             .context("program missing from object")?
             .try_into()?;
         prog.load()?;
-        prog.attach(name)?;
+        prog.attach(tracepoint)?;
         Ok(prog.info().map(|i| i.id()).unwrap_or(0))
     })();
     match r {
@@ -211,6 +219,21 @@ fn attach_raw(ebpf: &mut Ebpf, name: &str) -> proto::ProgramStatus {
         }
         Err(e) => st.error = format!("{e:#}"),
     }
+    st
+}
+
+/// Whether the kernel lacks the module syscall tracepoints (no module support built in).
+fn module_hooks_missing(status: &[proto::ProgramStatus]) -> bool {
+    status
+        .iter()
+        .any(|s| s.hook.ends_with("init_module") && !s.attached)
+}
+
+/// Catches module load attempts at raw syscall entry instead. It costs a few instructions
+/// on every syscall, which is why it is only a fallback.
+fn attach_module_fallback(ebpf: &mut Ebpf) -> proto::ProgramStatus {
+    let mut st = attach_raw_as(ebpf, "module_sys_enter", "sys_enter");
+    st.hook = "raw_tracepoint/sys_enter (module_load fallback)".into();
     st
 }
 

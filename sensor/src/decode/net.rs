@@ -23,7 +23,9 @@ pub fn socket_call(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeE
 
 /// The socket as source (local) and destination (remote) endpoints.
 pub fn sock_to_net(s: &SockInfo) -> proto::NetInfo {
-    let addr = |a: &[u8; 16]| match s.family {
+    // An all-zero address on port 0 is "no endpoint" (a listening socket's peer).
+    let addr = |a: &[u8; 16], port: u16| match s.family {
+        _ if port == 0 && a.iter().all(|&b| b == 0) => String::new(),
         AF_INET => Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string(),
         AF_INET6 => Ipv6Addr::from(*a).to_string(),
         _ => String::new(),
@@ -39,9 +41,9 @@ pub fn sock_to_net(s: &SockInfo) -> proto::NetInfo {
             AF_INET6 => "inet6".into(),
             f => f.to_string(),
         },
-        src_addr: addr(&s.laddr),
+        src_addr: addr(&s.laddr, s.lport),
         src_port: s.lport as u32,
-        dst_addr: addr(&s.raddr),
+        dst_addr: addr(&s.raddr, s.rport),
         dst_port: s.rport as u32,
         ..Default::default()
     }

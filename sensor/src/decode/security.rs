@@ -24,6 +24,7 @@ pub fn decode(kind: EventKind, bytes: &[u8], event: &mut proto::Event) -> Result
                 syscall,
                 params: msg,
                 result: e.ret,
+                at_entry: e.aux[0] == sensor_common::MODULE_AT_ENTRY,
             })
         }
         EventKind::BpfLoad => {
