@@ -50,6 +50,11 @@ pub struct HealthArgs {
 
 /// A client on the daemon's unix socket.
 pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>> {
+    Ok(SensorClient::new(channel(socket).await?))
+}
+
+/// A gRPC channel on the daemon's unix socket (for any service it serves).
+pub async fn channel(socket: &Path) -> Result<Channel> {
     let path = socket.to_path_buf();
     // The URI is required by the API but unused: the connector dials the socket.
     let channel = Endpoint::try_from("http://localhost")?
@@ -61,7 +66,7 @@ pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>> {
         }))
         .await
         .with_context(|| format!("connecting to the sensor daemon at {}", socket.display()))?;
-    Ok(SensorClient::new(channel))
+    Ok(channel)
 }
 
 pub async fn events(args: EventsArgs) -> Result<()> {

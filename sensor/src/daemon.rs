@@ -68,6 +68,8 @@ pub struct DaemonArgs {
 }
 
 pub async fn run(args: DaemonArgs) -> Result<()> {
+    // Handlers first: a SIGTERM during start-up must still lead to a clean exit.
+    let signals = Signals::install()?;
     let disabled = parse_kinds(&args.disable)?;
     if !args.ring_buffer_mb.is_power_of_two() {
         anyhow::bail!(
@@ -97,6 +99,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     table.seed_from_proc();
 
     let stats = Arc::new(Stats::default());
+    *stats.table.lock().unwrap() = table.stats();
     let stop = Arc::new(AtomicBool::new(false));
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Decoded>(16 * 1024);
     let capture = capture::spawn(ring, decoded_tx, stats.clone(), stop.clone())?;
@@ -137,7 +140,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     );
     eprintln!("sensor: ready on {}", args.socket.display());
 
-    wait_for_signal().await?;
+    signals.wait().await;
     log::info!("shutting down");
     let _ = shutdown_tx.send(true);
     stop.store(true, Ordering::Relaxed);
@@ -171,15 +174,11 @@ fn spawn_enrich(
     std::thread::Builder::new()
         .name("enrich".into())
         .spawn(move || {
-            let mut last_stats = Instant::now();
+            let mut last_stats: Option<Instant> = None;
             loop {
-                match rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(d) => publisher.publish(enricher.enrich(d)),
-                    Err(RecvTimeoutError::Timeout) => enricher.table.evict_exited(Instant::now()),
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-                if last_stats.elapsed() > Duration::from_millis(100) {
-                    last_stats = Instant::now();
+                // Published before the first event too: health shows the seeded table at once.
+                if last_stats.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
+                    last_stats = Some(Instant::now());
                     *stats.table.lock().unwrap() = enricher.table.stats();
                     stats
                         .hash_cache_size
@@ -188,17 +187,34 @@ fn spawn_enrich(
                         .hashes_computed
                         .store(enricher.hashes_computed(), Ordering::Relaxed);
                 }
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(d) => publisher.publish(enricher.enrich(d)),
+                    Err(RecvTimeoutError::Timeout) => enricher.table.evict_exited(Instant::now()),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
             }
         })
 }
 
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGINT and SIGTERM, caught from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

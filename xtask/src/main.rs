@@ -122,7 +122,7 @@ fn test(args: &[String]) -> Result<ExitCode> {
     let mut cargo = cmd::command(cmd::cargo());
     cargo
         .current_dir(workspace_root())
-        .args(["test", "--release", "--workspace"])
+        .args(["test", "--release", "--workspace", "--no-fail-fast"])
         .env("SENSOR_BPF_OBJECT", &artifacts.bpf_object)
         .env("SENSOR_BIN", &artifacts.sensor_bin);
     if !args.is_empty() {
