@@ -14,7 +14,7 @@ use sensor_common::{DNS_LEN, DnsEvent, EventKind, SockInfo, syscalls as nr};
 use crate::{
     kernel::{
         count_error, count_lost, current_task, fd_file, fill_header, read_user, skip, sock_info,
-        user_sockaddr,
+        user_sockaddr, wakeup,
     },
     maps::EVENTS,
     syscall::entry_args,
@@ -98,7 +98,7 @@ fn try_dns(ctx: &TracePointContext) -> Result<(), i64> {
         EventKind::DnsQuery,
         size_of::<DnsEvent>(),
     );
-    entry.submit(0);
+    entry.submit(wakeup());
     r
 }
 

@@ -12,7 +12,7 @@ use sensor_common::{EventKind, FileEvent, PendingCall, syscalls as nr};
 use crate::{
     kernel::{
         count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, off, read,
-        read_ptr, read_user, user_str,
+        read_ptr, read_user, user_str, wakeup,
     },
     maps::EVENTS,
     syscall::{entry_args, exit_ret, stash, take},
@@ -189,6 +189,6 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         kind,
         size_of::<FileEvent>(),
     );
-    entry.submit(0);
+    entry.submit(wakeup());
     r
 }

@@ -11,7 +11,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use sensor_common::{EventKind, MODULE_AT_ENTRY, SyscallEvent, syscalls as nr};
 
 use crate::{
-    kernel::{count_error, count_lost, current_task, fill_header, read, skip, user_str},
+    kernel::{count_error, count_lost, current_task, fill_header, read, skip, user_str, wakeup},
     maps::EVENTS,
 };
 
@@ -66,6 +66,6 @@ fn try_module(ctx: &RawTracePointContext, id: u64) -> Result<(), i64> {
         kind,
         size_of::<SyscallEvent>(),
     );
-    entry.submit(0);
+    entry.submit(wakeup());
     r
 }

@@ -11,7 +11,7 @@ use sensor_common::{EventKind, NetEvent, PendingCall, syscalls as nr};
 use crate::{
     kernel::{
         count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, sock_info,
-        user_sockaddr,
+        user_sockaddr, wakeup,
     },
     maps::EVENTS,
     syscall::{entry_args, exit_ret, stash, take},
@@ -111,6 +111,6 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         kind,
         size_of::<NetEvent>(),
     );
-    entry.submit(0);
+    entry.submit(wakeup());
     h.and(r)
 }

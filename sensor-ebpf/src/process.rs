@@ -17,7 +17,7 @@ use sensor_common::{ARGS_LEN, EXEC_ARGS_TRUNCATED, EventKind, ExecEvent, ExitEve
 use crate::{
     kernel::{
         count_error, count_lost, current_task, file_identity, fill_header, kernel_str, off, read,
-        read_ptr, skip,
+        read_ptr, skip, wakeup,
     },
     maps::EVENTS,
 };
@@ -59,7 +59,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
         size_of::<ExecEvent>(),
     );
     let body = exec_body(e, task, bprm, o);
-    entry.submit(0);
+    entry.submit(wakeup());
     header.and(body)
 }
 
@@ -141,7 +141,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
         kind,
         size_of::<ForkEvent>(),
     );
-    entry.submit(0);
+    entry.submit(wakeup());
     r
 }
 
@@ -185,6 +185,6 @@ fn try_exit(_ctx: &RawTracePointContext) -> Result<(), i64> {
     if let Ok(c) = code {
         unsafe { (*e).exit_code = c };
     }
-    entry.submit(0);
+    entry.submit(wakeup());
     r.and(code.map(|_| ()))
 }

@@ -12,7 +12,7 @@ use sensor_common::{EventKind, PendingCall, SyscallEvent, syscalls as nr};
 use crate::{
     kernel::{
         count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, read_user,
-        sock_info, user_str,
+        sock_info, user_str, wakeup,
     },
     maps::EVENTS,
     syscall::{entry_args, exit_ret, stash, take},
@@ -112,6 +112,6 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         kind,
         size_of::<SyscallEvent>(),
     );
-    entry.submit(0);
+    entry.submit(wakeup());
     h.and(r)
 }

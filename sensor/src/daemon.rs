@@ -63,7 +63,7 @@ pub struct DaemonArgs {
     #[arg(long, default_value_t = 32768)]
     pub process_table_capacity: usize,
     /// Events a stream subscriber may fall behind before it loses the oldest.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = 4096)]
     pub stream_buffer: usize,
 }
 
@@ -101,7 +101,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let stats = Arc::new(Stats::default());
     *stats.table.lock().unwrap() = table.stats();
     let stop = Arc::new(AtomicBool::new(false));
-    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Decoded>(16 * 1024);
+    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(64);
     let capture = capture::spawn(ring, decoded_tx, stats.clone(), stop.clone())?;
 
     // Enrich -> publish.
@@ -166,7 +166,7 @@ fn parse_kinds(names: &[String]) -> Result<HashSet<EventKind>> {
 }
 
 fn spawn_enrich(
-    rx: Receiver<Decoded>,
+    rx: Receiver<Vec<Decoded>>,
     mut enricher: Enricher,
     mut publisher: Publisher,
     stats: Arc<Stats>,
@@ -188,7 +188,11 @@ fn spawn_enrich(
                         .store(enricher.hashes_computed(), Ordering::Relaxed);
                 }
                 match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(d) => publisher.publish(enricher.enrich(d)),
+                    Ok(batch) => {
+                        for d in batch {
+                            publisher.publish(enricher.enrich(d));
+                        }
+                    }
                     Err(RecvTimeoutError::Timeout) => enricher.table.evict_exited(Instant::now()),
                     Err(RecvTimeoutError::Disconnected) => break,
                 }

@@ -121,7 +121,6 @@ impl Enricher {
                 pid: k.tgid,
                 start_time: e.start_ns,
                 exe: e.exe.clone(),
-                args: e.args.clone(),
             })
             .collect();
         p
