@@ -41,6 +41,17 @@ pub struct EventsArgs {
 }
 
 #[derive(Clone, Debug, clap::Args)]
+pub struct DetectionsListArgs {
+    /// Only detections with a sequence number above this one.
+    #[arg(long, default_value_t = 0)]
+    pub since: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+}
+
+#[derive(Clone, Debug, clap::Args)]
 pub struct HealthArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -83,6 +94,22 @@ pub async fn events(args: EventsArgs) -> Result<()> {
         let line = match args.output {
             Output::Json => event_json(&event).to_string(),
             Output::Text => event_text(&event),
+        };
+        println!("{line}");
+    }
+    Ok(())
+}
+
+pub async fn detections_list(args: DetectionsListArgs) -> Result<()> {
+    let mut client = connect(&args.socket).await?;
+    let list = client
+        .list_detections(proto::ListDetectionsRequest { since: args.since })
+        .await?
+        .into_inner();
+    for d in &list.detections {
+        let line = match args.output {
+            Output::Json => event_json(d).to_string(),
+            Output::Text => event_text(d),
         };
         println!("{line}");
     }
@@ -145,6 +172,11 @@ fn event_text(e: &proto::Event) -> String {
         format!("{} -> {} socket={}", x.oldfd, x.newfd, x.socket.is_some())
     } else if let Some(x) = &e.memfd {
         format!("{} = {}", x.name, x.result)
+    } else if let Some(d) = &e.detection {
+        format!(
+            "{} [{}] {} ({}) evidence={:?}",
+            d.id, d.severity, d.title, d.action, d.evidence
+        )
     } else if let Some(g) = &e.gap {
         format!("missed {} events", g.missed)
     } else {

@@ -1,8 +1,9 @@
 //! The daemon: wires the pipeline and runs it until SIGINT or SIGTERM.
 //!
 //! capture (kernel ring buffer -> decoded records, `capture` thread)
-//!   -> enrich (process table, `enrich` thread)
-//!   -> publish (sequence numbers, gRPC subscribers)
+//!   -> enrich (process table)  \
+//!   -> detect (behavioural detections) } `pipeline` thread
+//!   -> publish (sequence numbers, gRPC subscribers, detection store) /
 //!
 //! Stages are joined by bounded channels, so a slow stage pushes back to the kernel, which
 //! counts what it cannot queue. On shutdown the stages stop in order and every program is
@@ -27,6 +28,7 @@ use sensor_common::EventKind;
 use crate::{
     capture,
     decode::Decoded,
+    detect::{DetectConfig, DetectionEngine, DetectionStore},
     enrich::{Enricher, HashCache},
     grpc,
     health::{HealthSource, Stats},
@@ -62,6 +64,9 @@ pub struct DaemonArgs {
     /// Hard bound on the process table.
     #[arg(long, default_value_t = 32768)]
     pub process_table_capacity: usize,
+    /// Detection settings (JSON: disabled ids, allowlists, windows).
+    #[arg(long)]
+    pub detections_config: Option<PathBuf>,
     /// Events a stream subscriber may fall behind before it loses the oldest.
     #[arg(long, default_value_t = 4096)]
     pub stream_buffer: usize,
@@ -71,6 +76,10 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     // Handlers first: a SIGTERM during start-up must still lead to a clean exit.
     let signals = Signals::install()?;
     let disabled = parse_kinds(&args.disable)?;
+    let detect_cfg = match &args.detections_config {
+        Some(p) => DetectConfig::load(p)?,
+        None => DetectConfig::default(),
+    };
     if !args.ring_buffer_mb.is_power_of_two() {
         anyhow::bail!(
             "--ring-buffer-mb must be a power of two, got {}",
@@ -109,7 +118,14 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let hashes = HashCache::start();
     let enricher = Enricher::new(table, hashes);
     let publisher = Publisher::new(feed.clone(), stats.clone());
-    let enrich = spawn_enrich(decoded_rx, enricher, publisher, stats.clone())?;
+    let detections = DetectionStore::default();
+    let stages = Stages {
+        enricher,
+        detector: DetectionEngine::new(detect_cfg),
+        publisher,
+        detections: detections.clone(),
+    };
+    let enrich = spawn_pipeline(decoded_rx, stages, stats.clone())?;
 
     let health = Arc::new(HealthSource {
         stats: stats.clone(),
@@ -124,6 +140,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         grpc::SensorService {
             feed,
             health: health.clone(),
+            detections,
             shutdown: shutdown_rx.clone(),
         },
         unix,
@@ -165,35 +182,55 @@ fn parse_kinds(names: &[String]) -> Result<HashSet<EventKind>> {
         .collect()
 }
 
-fn spawn_enrich(
+/// The stages after capture, run in order on each record by one thread.
+struct Stages {
+    enricher: Enricher,
+    detector: DetectionEngine,
+    publisher: Publisher,
+    detections: DetectionStore,
+}
+
+impl Stages {
+    fn run(&mut self, d: Decoded) {
+        let mut event = self.enricher.enrich(d);
+        event.seq = self.publisher.next_seq();
+        let found = self.detector.observe(&event);
+        self.publisher.publish(event);
+        for mut det in found {
+            det.seq = self.publisher.next_seq();
+            let det = self.publisher.publish(det);
+            self.detections.push(det);
+        }
+    }
+}
+
+fn spawn_pipeline(
     rx: Receiver<Vec<Decoded>>,
-    mut enricher: Enricher,
-    mut publisher: Publisher,
+    mut stages: Stages,
     stats: Arc<Stats>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("enrich".into())
+        .name("pipeline".into())
         .spawn(move || {
             let mut last_stats: Option<Instant> = None;
             loop {
                 // Published before the first event too: health shows the seeded table at once.
                 if last_stats.is_none_or(|t| t.elapsed() > Duration::from_millis(100)) {
                     last_stats = Some(Instant::now());
-                    *stats.table.lock().unwrap() = enricher.table.stats();
+                    let e = &stages.enricher;
+                    *stats.table.lock().unwrap() = e.table.stats();
                     stats
                         .hash_cache_size
-                        .store(enricher.hash_cache_len() as u64, Ordering::Relaxed);
+                        .store(e.hash_cache_len() as u64, Ordering::Relaxed);
                     stats
                         .hashes_computed
-                        .store(enricher.hashes_computed(), Ordering::Relaxed);
+                        .store(e.hashes_computed(), Ordering::Relaxed);
                 }
                 match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(batch) => {
-                        for d in batch {
-                            publisher.publish(enricher.enrich(d));
-                        }
+                    Ok(batch) => batch.into_iter().for_each(|d| stages.run(d)),
+                    Err(RecvTimeoutError::Timeout) => {
+                        stages.enricher.table.evict_exited(Instant::now())
                     }
-                    Err(RecvTimeoutError::Timeout) => enricher.table.evict_exited(Instant::now()),
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }

@@ -24,6 +24,7 @@ use crate::{
 pub struct SensorService {
     pub feed: Feed,
     pub health: Arc<HealthSource>,
+    pub detections: crate::detect::DetectionStore,
     /// Ends open streams when the daemon stops, so shutdown does not wait on clients.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -38,7 +39,10 @@ struct Filter {
 impl Filter {
     fn from_request(r: &proto::StreamEventsRequest) -> Result<Self, Status> {
         for k in &r.kinds {
-            if k != "stream_gap" && sensor_common::EventKind::from_name(k).is_none() {
+            if k != "stream_gap"
+                && k != "detection"
+                && sensor_common::EventKind::from_name(k).is_none()
+            {
                 return Err(Status::invalid_argument(format!(
                     "unknown event kind {k:?}"
                 )));
@@ -136,6 +140,16 @@ impl proto::sensor_server::Sensor for SensorService {
             stats.subscribers.fetch_sub(1, Ordering::Relaxed);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_detections(
+        &self,
+        request: Request<proto::ListDetectionsRequest>,
+    ) -> Result<Response<proto::ListDetectionsResponse>, Status> {
+        let since = request.into_inner().since;
+        Ok(Response::new(proto::ListDetectionsResponse {
+            detections: self.detections.since(since),
+        }))
     }
 
     async fn get_health(

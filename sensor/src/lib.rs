@@ -2,14 +2,15 @@
 //!
 //! The daemon's pipeline, in the order data flows (see [`daemon`]):
 //! capture ([`probes`], [`capture`], [`decode`]) -> enrich ([`process_table`], [`enrich`])
-//! -> publish ([`publish`], [`grpc`]). Detection and response stages plug in between
-//! enrich and publish.
+//! -> detect ([`detect`]) -> publish ([`publish`], [`grpc`]). Response (kill, deny) will sit
+//! between detect and publish.
 
 pub mod btf;
 pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod decode;
+pub mod detect;
 pub mod enrich;
 pub mod grpc;
 pub mod health;

@@ -19,6 +19,15 @@ enum Command {
     Events(cli::EventsArgs),
     /// Show the daemon's health.
     Health(cli::HealthArgs),
+    /// Detections the daemon made.
+    #[command(subcommand)]
+    Detections(DetectionsCommand),
+}
+
+#[derive(Subcommand)]
+enum DetectionsCommand {
+    /// List the detections kept by the daemon, oldest first.
+    List(cli::DetectionsListArgs),
 }
 
 #[tokio::main]
@@ -28,5 +37,6 @@ async fn main() -> Result<()> {
         Command::Daemon(a) => daemon::run(a).await,
         Command::Events(a) => cli::events(a).await,
         Command::Health(a) => cli::health(a).await,
+        Command::Detections(DetectionsCommand::List(a)) => cli::detections_list(a).await,
     }
 }

@@ -1,6 +1,6 @@
 //! Publish: the end of the pipeline.
 //!
-//! Gives every event its sensor-wide sequence number, keeps the most recent ones for
+//! Hands out the sensor-wide sequence numbers, keeps the most recent ones for
 //! clients that ask for a backlog, and fans events out to stream subscribers over a
 //! broadcast channel. A subscriber that falls behind loses the oldest events; the gRPC
 //! layer counts and reports that loss.
@@ -47,9 +47,14 @@ impl Publisher {
         }
     }
 
-    pub fn publish(&mut self, mut event: proto::Event) {
+    /// The next sequence number. Numbers are given out before detection, so detections can
+    /// cite their evidence and follow it in the sequence.
+    pub fn next_seq(&mut self) -> u64 {
         self.seq += 1;
-        event.seq = self.seq;
+        self.seq
+    }
+
+    pub fn publish(&mut self, event: proto::Event) -> Arc<proto::Event> {
         let event = Arc::new(event);
         {
             let mut recent = self.feed.recent.lock().unwrap();
@@ -59,7 +64,8 @@ impl Publisher {
             recent.push_back(event.clone());
         }
         // No subscriber is not an error: the event is still counted as published.
-        let _ = self.feed.live.send(event);
+        let _ = self.feed.live.send(event.clone());
         self.stats.published.fetch_add(1, Ordering::Relaxed);
+        event
     }
 }

@@ -1,0 +1,99 @@
+//! SNS-0003 drop and execute: a file written, renamed into place or made executable in a
+//! world-writable directory (/tmp, /var/tmp, /dev/shm) and executed within a window
+//! (`drop_exec_window_secs`, default 600 s).
+
+use std::{collections::HashMap, time::Duration};
+
+use super::{Detector, Finding, Rule};
+use crate::proto;
+
+pub const RULE: Rule = Rule {
+    id: "SNS-0003",
+    title: "Drop and execute",
+    description: "A file written or made executable in a world-writable directory was executed soon after.",
+    severity: "high",
+    mitre: &["T1105", "T1204.002"],
+};
+
+const WORLD_WRITABLE: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
+/// Bound on remembered drops; the oldest are forgotten first.
+const MAX_DROPS: usize = 8192;
+
+pub struct DropExec {
+    window_ns: u64,
+    /// path -> (seq of the write, kernel time)
+    drops: HashMap<String, (u64, u64)>,
+}
+
+impl DropExec {
+    pub fn new(window_secs: u64) -> Self {
+        Self {
+            window_ns: Duration::from_secs(window_secs).as_nanos() as u64,
+            drops: HashMap::new(),
+        }
+    }
+
+    fn remember(&mut self, path: &str, seq: u64, ts: u64) {
+        if !WORLD_WRITABLE.iter().any(|d| path.starts_with(d)) {
+            return;
+        }
+        if self.drops.len() >= MAX_DROPS {
+            let horizon = ts.saturating_sub(self.window_ns);
+            self.drops.retain(|_, (_, t)| *t >= horizon);
+            if self.drops.len() >= MAX_DROPS {
+                let oldest = self
+                    .drops
+                    .iter()
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    self.drops.remove(&k);
+                }
+            }
+        }
+        self.drops.insert(path.to_string(), (seq, ts));
+    }
+}
+
+impl Detector for DropExec {
+    fn rules(&self) -> &'static [&'static Rule] {
+        &[&RULE]
+    }
+
+    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        match e.kind.as_str() {
+            "file_create" | "file_write" | "file_chmod" => {
+                if let Some(f) = &e.file {
+                    let exec_bits = e.kind != "file_chmod" || f.mode & 0o111 != 0;
+                    if exec_bits {
+                        self.remember(&f.path, e.seq, e.timestamp_ns);
+                    }
+                }
+            }
+            "file_rename" | "file_link" => {
+                if let Some(f) = &e.file {
+                    self.remember(&f.new_path, e.seq, e.timestamp_ns);
+                }
+            }
+            "process_exec" => {
+                let (Some(x), Some(p)) = (&e.exec, &e.process) else {
+                    return;
+                };
+                let hit = [p.exe.as_str(), x.filename.as_str()]
+                    .into_iter()
+                    .find_map(|path| self.drops.get(path).map(|d| (path.to_string(), *d)));
+                if let Some((path, (seq, ts))) = hit
+                    && e.timestamp_ns.saturating_sub(ts) <= self.window_ns
+                {
+                    out.push(Finding {
+                        rule: &RULE,
+                        process: p.clone(),
+                        evidence: vec![seq, e.seq],
+                        details: vec![("path", path)],
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! SNS-0002 fileless execution: a program run from memory (memfd), from a file deleted
+//! before it ran, or from /dev/shm. The kernel reports the executable's link count, so a
+//! deleted or anonymous image is known at exec time, without racing the file system.
+
+use super::{Detector, Finding, Rule};
+use crate::proto;
+
+pub const RULE: Rule = Rule {
+    id: "SNS-0002",
+    title: "Fileless execution",
+    description: "A program was executed from memory (memfd), from a deleted file or from /dev/shm.",
+    severity: "high",
+    mitre: &["T1620", "T1027.011"],
+};
+
+pub struct Fileless;
+
+impl Detector for Fileless {
+    fn rules(&self) -> &'static [&'static Rule] {
+        &[&RULE]
+    }
+
+    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        let (Some(x), Some(p)) = (&e.exec, &e.process) else {
+            return;
+        };
+        let how = if x.name.starts_with("memfd:") || p.exe.starts_with("/memfd:") {
+            "memfd"
+        } else if x.nlink == 0 {
+            "deleted file"
+        } else if p.exe.starts_with("/dev/shm/") || x.filename.starts_with("/dev/shm/") {
+            "/dev/shm"
+        } else {
+            return;
+        };
+        out.push(Finding {
+            rule: &RULE,
+            process: p.clone(),
+            evidence: vec![e.seq],
+            details: vec![("source", how.into()), ("image", x.name.clone())],
+        });
+    }
+}

@@ -1,0 +1,62 @@
+//! SNS-0006 process injection (ptrace attach or writes into another process) and
+//! SNS-0015 anti-debugging (PTRACE_TRACEME). Debuggers a team uses on purpose go in the
+//! allowlist; gdb, strace and ltrace are allowed by default for SNS-0006.
+
+use super::{Detector, Finding, Rule, base_name};
+use crate::proto;
+
+pub const INJECTION: Rule = Rule {
+    id: "SNS-0006",
+    title: "Process injection",
+    description: "A process attached to or wrote into the memory or registers of another process.",
+    severity: "high",
+    mitre: &["T1055.008"],
+};
+
+pub const TRACEME: Rule = Rule {
+    id: "SNS-0015",
+    title: "Anti-debugging",
+    description: "A process asked to be traced by its parent (PTRACE_TRACEME), a common anti-debugging trick.",
+    severity: "low",
+    mitre: &["T1622"],
+};
+
+const DEBUGGERS: [&str; 3] = ["gdb", "strace", "ltrace"];
+
+pub struct Injection;
+
+impl Detector for Injection {
+    fn rules(&self) -> &'static [&'static Rule] {
+        &[&INJECTION, &TRACEME]
+    }
+
+    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        let (Some(t), Some(p)) = (&e.ptrace, &e.process) else {
+            return;
+        };
+        if t.result < 0 {
+            return;
+        }
+        if t.request == "PTRACE_TRACEME" {
+            out.push(Finding {
+                rule: &TRACEME,
+                process: p.clone(),
+                evidence: vec![e.seq],
+                details: vec![],
+            });
+            return;
+        }
+        if t.target_pid == p.pid || DEBUGGERS.contains(&base_name(&p.exe)) {
+            return;
+        }
+        out.push(Finding {
+            rule: &INJECTION,
+            process: p.clone(),
+            evidence: vec![e.seq],
+            details: vec![
+                ("request", t.request.clone()),
+                ("target_pid", t.target_pid.to_string()),
+            ],
+        });
+    }
+}

@@ -1,0 +1,62 @@
+//! SNS-0004 kernel module load and SNS-0005 BPF program load: code entering the kernel.
+//! Module loads are reported even when they fail (the attempt is the signal); BPF loads
+//! by processes outside the allowlist (configuration) are reported.
+
+use super::{Detector, Finding, Rule};
+use crate::proto;
+
+pub const MODULE: Rule = Rule {
+    id: "SNS-0004",
+    title: "Kernel module load",
+    description: "A process loaded, or tried to load, a kernel module.",
+    severity: "medium",
+    mitre: &["T1547.006"],
+};
+
+pub const BPF: Rule = Rule {
+    id: "SNS-0005",
+    title: "BPF program load",
+    description: "A process outside the allowlist loaded a BPF program into the kernel.",
+    severity: "medium",
+    mitre: &["T1014"],
+};
+
+pub struct KernelLoad;
+
+impl Detector for KernelLoad {
+    fn rules(&self) -> &'static [&'static Rule] {
+        &[&MODULE, &BPF]
+    }
+
+    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        let Some(p) = &e.process else { return };
+        if let Some(m) = &e.module {
+            let result = if m.at_entry {
+                "unknown".to_string()
+            } else {
+                m.result.to_string()
+            };
+            out.push(Finding {
+                rule: &MODULE,
+                process: p.clone(),
+                evidence: vec![e.seq],
+                details: vec![
+                    ("syscall", m.syscall.clone()),
+                    ("params", m.params.clone()),
+                    ("result", result),
+                ],
+            });
+        } else if let Some(b) = &e.bpf {
+            out.push(Finding {
+                rule: &BPF,
+                process: p.clone(),
+                evidence: vec![e.seq],
+                details: vec![
+                    ("prog_name", b.prog_name.clone()),
+                    ("prog_type", b.prog_type.to_string()),
+                    ("result", b.result.to_string()),
+                ],
+            });
+        }
+    }
+}

