@@ -369,3 +369,198 @@ async fn detections_list_cli() {
     assert_eq!(first["detection"]["id"], "SNS-0005");
     assert_eq!(first["kind"], "detection");
 }
+
+/// Runs `script` with /bin/sh and returns its pid once it has exited.
+fn sh(script: &str) -> u32 {
+    let child = Command::new("/bin/sh")
+        .args(["-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    pid
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistence_in_cron_d() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let job = format!("/etc/cron.d/sensor-test-{}", std::process::id());
+    // A comment only: nothing is ever scheduled, and the file is removed at once.
+    let pid = sh(&format!("echo '# sensor test' > {job}; rm -f {job}"));
+    let e = c
+        .expect("SNS-0008", |e| is(e, "SNS-0008") && pid_of(e) == pid)
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(d.details.get("path"), Some(&job));
+    assert_eq!(d.details.get("category").map(String::as_str), Some("cron"));
+
+    // Benign: a look-alike name outside the cron directories.
+    let decoy = format!("/etc/cron.d.sensor-test-{}", std::process::id());
+    let bpid = sh(&format!("echo '# x' > {decoy}; rm -f {decoy}"));
+    assert_quiet(&c, bpid, "SNS-0008").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listening_service_spawns_a_shell() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let serve = "import socket,os; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(1); os.system('id')";
+    let py = Command::new("/usr/bin/python3")
+        .args(["-c", serve])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ppid = py.id();
+    assert!(py.wait_with_output().unwrap().status.success());
+    let e = c
+        .expect("SNS-0009", |e| {
+            is(e, "SNS-0009") && e.process.as_ref().is_some_and(|p| p.ppid == ppid)
+        })
+        .await;
+    assert!(
+        e.detection
+            .unwrap()
+            .details
+            .get("service")
+            .is_some_and(|s| s.contains("python"))
+    );
+
+    // Benign: the same interpreter running the same command without serving anything.
+    let quiet = Command::new("/usr/bin/python3")
+        .args(["-c", "import os; os.system('id')"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let qpid = quiet.id();
+    quiet.wait_with_output().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_quiet(&c, qpid, "SNS-0009").await;
+    assert!(
+        !c.all()
+            .iter()
+            .any(|e| is(e, "SNS-0009") && e.process.as_ref().is_some_and(|p| p.ppid == qpid))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn download_piped_into_a_shell() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dir = TempDir::new("dl");
+    let script = dir.path().join("install.sh");
+    std::fs::write(&script, "true\n").unwrap();
+    let pid = sh(&format!("curl -s file://{} | sh", script.display()));
+    let e = c
+        .expect("SNS-0010", |e| {
+            is(e, "SNS-0010")
+                && e.process
+                    .as_ref()
+                    .is_some_and(|p| p.pid == pid || p.ppid == pid)
+        })
+        .await;
+    assert!(
+        e.detection
+            .unwrap()
+            .details
+            .values()
+            .any(|v| v.contains("curl"))
+    );
+
+    // Benign: a local script piped into a shell, and a download saved to a file.
+    let bpid = sh(&format!(
+        "cat {} | sh; curl -s -o /dev/null file://{}",
+        script.display(),
+        script.display()
+    ));
+    assert_quiet(&c, bpid, "SNS-0010").await;
+    assert!(
+        !c.all()
+            .iter()
+            .any(|e| is(e, "SNS-0010") && e.process.as_ref().is_some_and(|p| p.ppid == bpid))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_truncation_and_deletion() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let log = format!("/var/log/sensor-test-{}.log", std::process::id());
+    // Benign first: appending to a log.
+    let bpid = sh(&format!("echo a >> {log}; echo b >> {log}"));
+    assert_quiet(&c, bpid, "SNS-0011").await;
+    let pid = sh(&format!(": > {log}; rm -f {log}"));
+    let e = c
+        .expect("SNS-0011", |e| is(e, "SNS-0011") && pid_of(e) == pid)
+        .await;
+    assert_eq!(
+        e.detection
+            .unwrap()
+            .details
+            .get("target")
+            .map(String::as_str),
+        Some("log")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crypto_miner_command_line_and_pool_port() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let pid = sh("exit 0; -o stratum+tcp://pool.example:3333");
+    // `sh -c 'exit 0; ...'` carries the URL in its own command line.
+    let e = c
+        .expect("SNS-0012 cmdline", |e| {
+            is(e, "SNS-0012") && pid_of(e) == pid
+        })
+        .await;
+    assert_eq!(
+        e.detection
+            .unwrap()
+            .details
+            .get("reason")
+            .map(String::as_str),
+        Some("stratum URL")
+    );
+
+    let pool = TcpListener::bind("127.0.0.1:14444");
+    if let Ok(pool) = pool {
+        let _conn = std::net::TcpStream::connect("127.0.0.1:14444").unwrap();
+        let _ = pool.accept();
+        c.expect("SNS-0012 pool port", |e| {
+            is(e, "SNS-0012") && pid_of(e) == std::process::id()
+        })
+        .await;
+    }
+
+    let bpid = sh("exit 0; -o https://downloads.example:8443/file");
+    assert_quiet(&c, bpid, "SNS-0012").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firewall_flush_is_tampering() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    // A stand-in named iptables (it is /bin/true): the real firewall is never touched.
+    let dir = std::path::PathBuf::from(format!("/run/sensor-tamper-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("iptables");
+    std::fs::copy("/bin/true", &fake).unwrap();
+    let run = |args: &[&str]| {
+        let child = Command::new(&fake).args(args).spawn().unwrap();
+        let pid = child.id();
+        child.wait_with_output().unwrap();
+        pid
+    };
+    let pid = run(&["-F"]);
+    let e = c
+        .expect("SNS-0013", |e| is(e, "SNS-0013") && pid_of(e) == pid)
+        .await;
+    assert_eq!(
+        e.detection
+            .unwrap()
+            .details
+            .get("action")
+            .map(String::as_str),
+        Some("firewall flushed")
+    );
+    let bpid = run(&["-L", "-n"]);
+    assert_quiet(&c, bpid, "SNS-0013").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

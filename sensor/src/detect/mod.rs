@@ -9,11 +9,18 @@
 //! Configuration ([`DetectConfig`]) disables detections by id and adds allowlists (by
 //! executable or by ancestor executable) per detection.
 
+mod anti_forensics;
+mod download_exec;
 mod drop_exec;
 mod fileless;
 mod injection;
 mod kernel_load;
+mod miner;
+mod persistence;
 mod reverse_shell;
+mod service_shell;
+pub mod sigma;
+mod tampering;
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -102,6 +109,12 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         )),
         Box::new(kernel_load::KernelLoad),
         Box::new(injection::Injection),
+        Box::new(persistence::Persistence),
+        Box::new(service_shell::ServiceShell::default()),
+        Box::new(download_exec::DownloadExec::default()),
+        Box::new(anti_forensics::AntiForensics),
+        Box::new(miner::Miner),
+        Box::new(tampering::Tampering),
     ]
 }
 
