@@ -178,6 +178,8 @@ pub struct ExecEvent {
 }
 
 pub const EXEC_ARGS_TRUNCATED: u32 = 1;
+/// Blocking mode killed the task at exec, before its first instruction.
+pub const EXEC_KILLED: u32 = 2;
 
 /// `SyscallEvent.aux[0]` of a module load reported at syscall entry (result unknown).
 pub const MODULE_AT_ENTRY: u32 = 1;

@@ -60,6 +60,49 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sk_protocol: 0,
 };
 
+/// Non-zero in blocking mode (patched by userspace at load).
+#[unsafe(no_mangle)]
+static BLOCKING: u32 = 0;
+
+/// When non-zero, blocking applies only to descendants of this thread group (a staged
+/// roll-out, and how tests confine blocking to what they start).
+#[unsafe(no_mangle)]
+static BLOCK_SCOPE_TGID: u32 = 0;
+
+#[inline(always)]
+pub fn blocking() -> bool {
+    unsafe { core::ptr::read_volatile(&BLOCKING) != 0 }
+}
+
+/// Whether `task` is inside the blocking scope (its own tgid or an ancestor's matches).
+#[inline(always)]
+pub fn in_blocking_scope(task: usize) -> bool {
+    let scope = unsafe { core::ptr::read_volatile(&BLOCK_SCOPE_TGID) };
+    if scope == 0 {
+        return true;
+    }
+    let o = off();
+    let mut t = task;
+    let mut i = 0;
+    while i < 32 {
+        let Ok(tgid) = read::<u32>(t, o.task_tgid) else {
+            return false;
+        };
+        if tgid == scope {
+            return true;
+        }
+        let Ok(parent) = read_ptr(t, o.task_real_parent) else {
+            return false;
+        };
+        if parent == t || parent == 0 {
+            return false;
+        }
+        t = parent;
+        i += 1;
+    }
+    false
+}
+
 /// The offsets table as userspace patched it (volatile: the compiler must not fold the
 /// zeros it sees at build time).
 #[inline(always)]

@@ -10,14 +10,18 @@
 //! These prototypes are stable from 4.x through 6.18.
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_user, macros::raw_tracepoint, programs::RawTracePointContext,
+    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
-use sensor_common::{ARGS_LEN, EXEC_ARGS_TRUNCATED, EventKind, ExecEvent, ExitEvent, ForkEvent};
+use sensor_common::{
+    ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_KILLED, EventKind, ExecEvent, ExitEvent, ForkEvent,
+};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, file_identity, fill_header, kernel_str, off, read,
-        read_ptr, skip, wakeup,
+        blocking, count_error, count_lost, current_task, file_identity, fill_header,
+        in_blocking_scope, kernel_str, off, read, read_ptr, skip, wakeup,
     },
     maps::EVENTS,
 };
@@ -35,19 +39,22 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 
 fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let kind = EventKind::ProcessExec;
+    let task: usize = ctx.arg::<u64>(0) as usize;
+    let bprm: usize = ctx.arg::<u64>(2) as usize;
+    // Decided before anything can fail to be reported: a full ring buffer must not let a
+    // fileless image run.
+    let killed = prevent_fileless(task, bprm);
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count_lost(kind);
         return Ok(());
     };
     let e = entry.as_mut_ptr();
-    let task: usize = ctx.arg::<u64>(0) as usize;
-    let bprm: usize = ctx.arg::<u64>(2) as usize;
     let o = off();
     unsafe {
         (*e).exe_ino = 0;
         (*e).exe_dev = 0;
         (*e).exe_nlink = 0;
-        (*e).flags = 0;
+        (*e).flags = if killed { EXEC_KILLED } else { 0 };
         (*e).args_len = 0;
         (*e).filename_len = 0;
         (*e).name_len = 0;
@@ -62,6 +69,46 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     entry.submit(wakeup());
     header.and(body)
 }
+
+/// Blocking mode: an image with no name on disk (memfd, deleted file) is killed here, in
+/// the tracepoint that runs after the kernel committed to the new image and before its
+/// first instruction. runc's own memfd clone is exempt: every container start uses it.
+fn prevent_fileless(task: usize, bprm: usize) -> bool {
+    if !blocking() {
+        return false;
+    }
+    let o = off();
+    let Ok(file) = read_ptr(bprm, o.binprm_file) else {
+        return false;
+    };
+    let Ok((_, _, nlink)) = file_identity(file) else {
+        return false;
+    };
+    if nlink != 0 || !in_blocking_scope(task) {
+        return false;
+    }
+    let mut name = [0u8; 24];
+    if let Ok(dentry) = read_ptr(file, o.file_dentry)
+        && let Ok(n) = read_ptr(dentry, o.dentry_name)
+    {
+        kernel_str(n, &mut name);
+    }
+    const RUNC: &[u8; 17] = b"memfd:runc_cloned";
+    let mut i = 0;
+    let mut runc = true;
+    while i < RUNC.len() {
+        if name[i] != RUNC[i] {
+            runc = false;
+        }
+        i += 1;
+    }
+    if runc {
+        return false;
+    }
+    unsafe { bpf_send_signal(SIGKILL) == 0 }
+}
+
+const SIGKILL: u32 = 9;
 
 fn exec_body(
     e: *mut ExecEvent,

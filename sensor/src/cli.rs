@@ -242,6 +242,7 @@ fn health_text(h: &proto::Health) -> String {
     if let Some(p) = &h.platform {
         let _ = writeln!(s, "kernel             {} (BTF: {})", p.kernel, p.btf);
         let _ = writeln!(s, "bpf lsm            {} ({})", p.bpf_lsm, p.bpf_lsm_reason);
+        let _ = writeln!(s, "prevention         {}", p.prevention);
     }
     let _ = writeln!(
         s,

@@ -3,6 +3,7 @@
 //! capture (kernel ring buffer -> decoded records, `capture` thread)
 //!   -> enrich (process table)  \
 //!   -> detect (behavioural detections) } `pipeline` thread
+//!   -> act (kill in blocking mode)      |
 //!   -> publish (sequence numbers, gRPC subscribers, detection store) /
 //!
 //! Stages are joined by bounded channels, so a slow stage pushes back to the kernel, which
@@ -26,6 +27,7 @@ use anyhow::{Context, Result};
 use sensor_common::EventKind;
 
 use crate::{
+    act::Responder,
     capture,
     decode::Decoded,
     detect::{DetectConfig, DetectionEngine, DetectionStore},
@@ -64,6 +66,10 @@ pub struct DaemonArgs {
     /// Hard bound on the process table.
     #[arg(long, default_value_t = 32768)]
     pub process_table_capacity: usize,
+    /// In blocking mode, stop only this process and its descendants (a staged roll-out;
+    /// elsewhere detections are reported as in passive mode).
+    #[arg(long)]
+    pub blocking_scope_pid: Option<u32>,
     /// Detection settings (JSON: disabled ids, allowlists, windows).
     #[arg(long)]
     pub detections_config: Option<PathBuf>,
@@ -91,6 +97,8 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     // Capture: attach first, then read /proc, so no process falls between the two.
     let probes = Probes::load(&ProbeConfig {
         ring_buffer_bytes: args.ring_buffer_mb * 1024 * 1024,
+        blocking: args.mode == Mode::Blocking,
+        block_scope_tgid: args.blocking_scope_pid.unwrap_or(0),
         disabled,
         ignored_tgids: vec![std::process::id()],
     })?;
@@ -119,9 +127,12 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let enricher = Enricher::new(table, hashes);
     let publisher = Publisher::new(feed.clone(), stats.clone());
     let detections = DetectionStore::default();
+    let responder = Responder::new(args.mode == Mode::Blocking, args.blocking_scope_pid);
+    let prevention = responder.describe(&crate::probes::bpf_lsm_status().1);
     let stages = Stages {
         enricher,
         detector: DetectionEngine::new(detect_cfg),
+        responder,
         publisher,
         detections: detections.clone(),
     };
@@ -133,6 +144,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         programs: status,
         enabled,
         mode: format!("{:?}", args.mode).to_lowercase(),
+        prevention,
         started: Instant::now(),
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -186,6 +198,7 @@ fn parse_kinds(names: &[String]) -> Result<HashSet<EventKind>> {
 struct Stages {
     enricher: Enricher,
     detector: DetectionEngine,
+    responder: Responder,
     publisher: Publisher,
     detections: DetectionStore,
 }
@@ -194,7 +207,10 @@ impl Stages {
     fn run(&mut self, d: Decoded) {
         let mut event = self.enricher.enrich(d);
         event.seq = self.publisher.next_seq();
-        let found = self.detector.observe(&event);
+        let mut found = self.detector.observe(&event);
+        for det in &mut found {
+            self.responder.respond(&event, det, &self.enricher.table);
+        }
         self.publisher.publish(event);
         for mut det in found {
             det.seq = self.publisher.next_seq();

@@ -69,6 +69,7 @@ pub struct HealthSource {
     pub programs: Vec<proto::ProgramStatus>,
     pub enabled: HashSet<EventKind>,
     pub mode: String,
+    pub prevention: String,
     pub started: Instant,
 }
 
@@ -117,6 +118,7 @@ impl HealthSource {
                 btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
                 bpf_lsm,
                 bpf_lsm_reason,
+                prevention: self.prevention.clone(),
             }),
         }
     }

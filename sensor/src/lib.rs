@@ -2,9 +2,9 @@
 //!
 //! The daemon's pipeline, in the order data flows (see [`daemon`]):
 //! capture ([`probes`], [`capture`], [`decode`]) -> enrich ([`process_table`], [`enrich`])
-//! -> detect ([`detect`]) -> publish ([`publish`], [`grpc`]). Response (kill, deny) will sit
-//! between detect and publish.
+//! -> detect ([`detect`]) -> act ([`act`]) -> publish ([`publish`], [`grpc`]).
 
+pub mod act;
 pub mod btf;
 pub mod capture;
 pub mod cli;

@@ -58,6 +58,10 @@ fn sum(map: &PerCpuArray<MapData, u64>, kind: EventKind) -> u64 {
 
 pub struct ProbeConfig {
     pub ring_buffer_bytes: u32,
+    /// Blocking mode: the exec hook kills fileless images.
+    pub blocking: bool,
+    /// Blocking applies only below this thread group (0: everywhere).
+    pub block_scope_tgid: u32,
     pub disabled: HashSet<EventKind>,
     pub ignored_tgids: Vec<u32>,
 }
@@ -134,6 +138,8 @@ impl Probes {
         let offsets = btf::kernel_offsets(&btf).context("kernel struct layout")?;
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &Offsets(offsets), true)
+            .override_global("BLOCKING", &u32::from(cfg.blocking), true)
+            .override_global("BLOCK_SCOPE_TGID", &cfg.block_scope_tgid, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
             .load(OBJECT)
             .context("loading the eBPF object")?;

@@ -255,6 +255,15 @@ impl ProcessTable {
         self.map.peek(key)
     }
 
+    /// Live children of `key` (a scan: used only when acting on a detection).
+    pub fn children(&self, key: &ProcessKey) -> Vec<(ProcessKey, &ProcessEntry)> {
+        self.map
+            .iter()
+            .filter(|(_, e)| e.parent == Some(*key) && !e.exited)
+            .map(|(k, e)| (*k, e))
+            .collect()
+    }
+
     /// Parent first, up to [`MAX_ANCESTORS`] known ancestors.
     pub fn ancestors(&self, key: &ProcessKey) -> Vec<(ProcessKey, &ProcessEntry)> {
         let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! Decoder for `sensor-ebpf/src/process.rs`: exec and exit (fork carries only the header).
 
-use sensor_common::{EXEC_ARGS_TRUNCATED, ExecEvent, ExitEvent};
+use sensor_common::{EXEC_ARGS_TRUNCATED, EXEC_KILLED, ExecEvent, ExitEvent};
 
 use super::{DecodeError, read_record, text};
 use crate::proto;
@@ -17,6 +17,7 @@ pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, Decod
         nlink: e.exe_nlink,
         args_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
         name: text(&e.name, e.name_len),
+        killed: e.flags & EXEC_KILLED != 0,
     });
     Ok(args)
 }

@@ -1,0 +1,122 @@
+//! Act: stopping what blocking mode is asked to stop.
+//!
+//! Detections marked preventable (reverse shell, fileless execution, drop and execute,
+//! crypto miner) are acted on in blocking mode. Fileless images are killed by the kernel
+//! program at exec, before their first instruction; this stage records that. The others
+//! are decided in userspace and killed from here: the offending process and, for a
+//! reverse shell, the shells it started. Passive mode never kills.
+//!
+//! A process is killed only after checking that its pid still names the same process
+//! (start time from /proc), so a reused pid is never hit.
+
+use crate::{
+    process_table::{ProcessKey, ProcessTable},
+    proto,
+};
+
+/// Detections blocking mode stops.
+pub const PREVENTABLE: &[&str] = &["SNS-0001", "SNS-0002", "SNS-0003", "SNS-0012"];
+
+pub struct Responder {
+    blocking: bool,
+    /// Blocking applies only to this process and its descendants.
+    scope: Option<u32>,
+}
+
+impl Responder {
+    pub fn new(blocking: bool, scope: Option<u32>) -> Self {
+        Self { blocking, scope }
+    }
+
+    /// How prevention works here, for health.
+    pub fn describe(&self, bpf_lsm_reason: &str) -> String {
+        if !self.blocking {
+            return "passive mode: detections are reported, nothing is stopped".into();
+        }
+        let scope = match self.scope {
+            Some(pid) => format!(" (only descendants of pid {pid})"),
+            None => String::new(),
+        };
+        format!(
+            "blocking{scope}: fileless images killed at exec by the kernel program \
+             (bpf_send_signal in sched_process_exec); reverse shells, drop-and-execute and \
+             miners killed from userspace after detection; exec denial through BPF LSM not \
+             used ({bpf_lsm_reason})"
+        )
+    }
+
+    /// Acts on `detection` (raised by `trigger`) and records the action in it.
+    pub fn respond(
+        &self,
+        trigger: &proto::Event,
+        detection: &mut proto::Event,
+        table: &ProcessTable,
+    ) {
+        let Some(d) = detection.detection.as_mut() else {
+            return;
+        };
+        if !self.blocking || !PREVENTABLE.contains(&d.id.as_str()) {
+            return;
+        }
+        let Some(p) = detection.process.as_ref() else {
+            return;
+        };
+        if !self.in_scope(p) {
+            d.details
+                .insert("blocking".into(), "outside the blocking scope".into());
+            return;
+        }
+        if trigger.exec.as_ref().is_some_and(|x| x.killed) {
+            d.action = "killed".into();
+            d.details
+                .insert("killed_by".into(), "kernel, at exec".into());
+            return;
+        }
+        let key = ProcessKey::new(p.pid, p.start_time);
+        let mut targets = vec![key];
+        if d.id == "SNS-0001" {
+            targets.extend(
+                table
+                    .children(&key)
+                    .into_iter()
+                    .filter(|(_, e)| crate::detect::is_shell(&e.exe))
+                    .map(|(k, _)| k),
+            );
+        }
+        let killed: Vec<String> = targets
+            .iter()
+            .filter(|k| kill_if_same(k))
+            .map(|k| k.tgid.to_string())
+            .collect();
+        if killed.is_empty() {
+            d.details
+                .insert("kill_error".into(), "process already gone".into());
+        } else {
+            d.action = "killed".into();
+            d.details.insert("killed_pids".into(), killed.join(","));
+        }
+    }
+
+    fn in_scope(&self, p: &proto::Process) -> bool {
+        match self.scope {
+            None => true,
+            Some(root) => p.pid == root || p.ancestors.iter().any(|a| a.pid == root),
+        }
+    }
+}
+
+/// SIGKILL to `key.tgid` if it is still the process `key` names.
+fn kill_if_same(key: &ProcessKey) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", key.tgid)) else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return false;
+    };
+    let start: Option<u64> = rest.split(' ').nth(19).and_then(|s| s.parse().ok());
+    if start != Some(key.start_ticks) {
+        return false;
+    }
+    // SAFETY: plain syscall; the pid was just checked.
+    unsafe { libc::kill(key.tgid as i32, libc::SIGKILL) == 0 }
+}
