@@ -180,8 +180,9 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         Ok(Err(e)) => log::warn!("gRPC server task: {e}"),
         Err(_) => log::warn!("gRPC server did not stop within 5 s"),
     }
-    // Dropping the object detaches every program.
     drop(health);
+    let mut ebpf = ebpf;
+    crate::probes::detach_all(&mut ebpf);
     drop(ebpf);
     Ok(())
 }
