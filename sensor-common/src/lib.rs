@@ -43,6 +43,7 @@ pub enum EventKind {
     FileTruncate = 16,
     FileLink = 17,
     FileSymlink = 18,
+    FileRead = 19,
     NetConnect = 20,
     NetAccept = 21,
     NetBind = 22,
@@ -59,7 +60,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::ProcessExec,
         EventKind::ProcessFork,
         EventKind::ProcessExit,
@@ -72,6 +73,7 @@ impl EventKind {
         EventKind::FileTruncate,
         EventKind::FileLink,
         EventKind::FileSymlink,
+        EventKind::FileRead,
         EventKind::NetConnect,
         EventKind::NetAccept,
         EventKind::NetBind,
@@ -106,6 +108,7 @@ impl EventKind {
             EventKind::FileTruncate => "file_truncate",
             EventKind::FileLink => "file_link",
             EventKind::FileSymlink => "file_symlink",
+            EventKind::FileRead => "file_read",
             EventKind::NetConnect => "net_connect",
             EventKind::NetAccept => "net_accept",
             EventKind::NetBind => "net_bind",
@@ -201,6 +204,15 @@ pub struct ExitEvent {
     pub exit_code: u32,
     pub _pad: u32,
 }
+
+/// Bytes of a sensitive-file name key (`SENSITIVE_NAMES` map), NUL-padded.
+pub const SENSITIVE_NAME_LEN: usize = 16;
+/// Path components (leaf first) captured for a `file_read`, each in a slot of this size
+/// inside `FileEvent.path2`.
+pub const COMPONENT_LEN: usize = 64;
+pub const MAX_COMPONENTS: usize = PATH_LEN / COMPONENT_LEN;
+/// `FileEvent.path2_len` flag: `path2` holds path components, the low bits count them.
+pub const FILE_PATH_COMPONENTS: u32 = 1 << 31;
 
 /// File operations decoded from syscall exits.
 #[repr(C)]
@@ -320,6 +332,7 @@ pub struct KernelOffsets {
     pub file_dentry: u32,
     pub file_private_data: u32,
     pub dentry_name: u32,
+    pub dentry_parent: u32,
     pub inode_ino: u32,
     pub inode_sb: u32,
     pub inode_nlink: u32,

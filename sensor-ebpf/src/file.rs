@@ -2,19 +2,25 @@
 //! link and symlink.
 //!
 //! Syscall tracepoints `syscalls/sys_{enter,exit}_<call>` (stable ABI; x86_64 numbers in
-//! `sensor_common::syscalls`). Only successful calls are reported. Paths are the strings
+//! `sensor_common::syscalls`). Only successful calls are reported. Opens for reading are
+//! not followed (they are most syscalls a machine makes), except of files whose name is in
+//! `SENSITIVE_NAMES`: those are checked at exit, on the opened file's dentry, and reported
+//! as `file_read` with the path rebuilt from the dentry chain. Paths are the strings
 //! the caller passed; userspace makes relative ones absolute from the caller's cwd or
 //! dirfd.
 
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use sensor_common::{EventKind, FileEvent, PendingCall, syscalls as nr};
+use aya_ebpf::{EbpfContext, macros::tracepoint, programs::TracePointContext};
+use sensor_common::{
+    COMPONENT_LEN, EventKind, FILE_PATH_COMPONENTS, FileEvent, MAX_COMPONENTS, PendingCall,
+    SENSITIVE_NAME_LEN, syscalls as nr,
+};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, off, read,
-        read_ptr, read_user, user_str, wakeup,
+        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, kernel_str,
+        off, read, read_ptr, read_user, user_str, wakeup,
     },
-    maps::EVENTS,
+    maps::{EVENTS, SENSITIVE_NAMES},
     syscall::{entry_args, exit_ret, stash, take},
 };
 
@@ -49,7 +55,12 @@ pub fn file_enter(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn file_exit(ctx: TracePointContext) -> u32 {
-    let Some(call) = take() else { return 0 };
+    let Some(call) = take() else {
+        if let Err(()) = sensitive_read(&ctx) {
+            count_error(EventKind::FileRead);
+        }
+        return 0;
+    };
     let ret = exit_ret(&ctx);
     if ret < 0 {
         return 0;
@@ -191,4 +202,84 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     );
     entry.submit(wakeup());
     r
+}
+
+/// A read-only open of a file named in `SENSITIVE_NAMES` (nothing was stashed at entry).
+fn sensitive_read(ctx: &TracePointContext) -> Result<(), ()> {
+    let kind = EventKind::FileRead;
+    // `__syscall_nr` sits at offset 8 of every exit record.
+    let nr = unsafe { *(ctx.as_ptr() as *const i32).add(2) } as u64;
+    if nr != nr::OPEN && nr != nr::OPENAT && nr != nr::OPENAT2 {
+        return Ok(());
+    }
+    let ret = exit_ret(ctx);
+    if ret < 0 || !enabled(kind) || ignored() {
+        return Ok(());
+    }
+    let task = current_task();
+    let file = fd_file(task, ret);
+    let o = off();
+    let Ok(dentry) = read_ptr(file, o.file_dentry) else {
+        return Ok(());
+    };
+    let Ok(name) = read_ptr(dentry, o.dentry_name) else {
+        return Ok(());
+    };
+    let mut key = [0u8; SENSITIVE_NAME_LEN];
+    kernel_str(name, &mut key);
+    if unsafe { SENSITIVE_NAMES.get(key) }.is_none() {
+        return Ok(());
+    }
+    let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
+        count_lost(kind);
+        return Ok(());
+    };
+    let e = entry.as_mut_ptr();
+    unsafe {
+        (*e).ret = ret;
+        (*e).syscall = nr as u32;
+        (*e).flags = 0;
+        (*e).mode = 0;
+        (*e).uid = u32::MAX;
+        (*e).gid = u32::MAX;
+        (*e).fd = ret as i32;
+        (*e).dirfd = AT_FDCWD;
+        (*e).dirfd2 = AT_FDCWD;
+        (*e).path_len = 0;
+        (*e).ino = 0;
+    }
+    if let Ok(inode) = read_ptr(file, o.file_inode)
+        && let Ok(ino) = read::<u64>(inode, o.inode_ino)
+    {
+        unsafe { (*e).ino = ino };
+    }
+    // Leaf first, one fixed slot per component, up to the file system's root.
+    let slots = unsafe { (&raw mut (*e).path2).cast::<[u8; COMPONENT_LEN]>() };
+    let mut d = dentry;
+    let mut n = 0u32;
+    let mut i = 0;
+    while i < MAX_COMPONENTS {
+        let Ok(name) = read_ptr(d, o.dentry_name) else {
+            break;
+        };
+        kernel_str(name, unsafe { slots.add(i) });
+        n += 1;
+        let Ok(parent) = read_ptr(d, o.dentry_parent) else {
+            break;
+        };
+        if parent == d || parent == 0 {
+            break;
+        }
+        d = parent;
+        i += 1;
+    }
+    unsafe { (*e).path2_len = n | FILE_PATH_COMPONENTS };
+    let r = fill_header(
+        unsafe { &raw mut (*e).header },
+        task,
+        kind,
+        size_of::<FileEvent>(),
+    );
+    entry.submit(wakeup());
+    r.map_err(|_| ())
 }

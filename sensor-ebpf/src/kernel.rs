@@ -40,6 +40,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     file_dentry: 0,
     file_private_data: 0,
     dentry_name: 0,
+    dentry_parent: 0,
     inode_ino: 0,
     inode_sb: 0,
     inode_nlink: 0,

@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{KIND_SLOTS, PendingCall};
+use sensor_common::{KIND_SLOTS, PendingCall, SENSITIVE_NAME_LEN};
 
 /// Every record of every kind, in the order the kernel produced them: one buffer keeps a
 /// process's exec ahead of its file and network activity. Userspace may resize it.
@@ -31,3 +31,9 @@ pub static IGNORED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
 /// whose exit never fires (task killed mid-call) cannot fill the map.
 #[map]
 pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(16384, 0);
+
+/// File names whose successful opens for reading are reported (`file_read`): shadow
+/// files, SSH private keys. Filled by userspace.
+#[map]
+pub static SENSITIVE_NAMES: HashMap<[u8; SENSITIVE_NAME_LEN], u8> =
+    HashMap::with_max_entries(256, 0);

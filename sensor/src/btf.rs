@@ -205,6 +205,7 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         file_dentry: o("file", "f_path")? + o("path", "dentry")?,
         file_private_data: o("file", "private_data")?,
         dentry_name: o("dentry", "d_name")? + o("qstr", "name")?,
+        dentry_parent: o("dentry", "d_parent")?,
         inode_ino: o("inode", "i_ino")?,
         inode_sb: o("inode", "i_sb")?,
         inode_nlink: o("inode", "i_nlink")?,

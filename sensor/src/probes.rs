@@ -13,7 +13,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
-use sensor_common::{EventKind, KIND_SLOTS, KernelOffsets, syscalls};
+use sensor_common::{EventKind, KIND_SLOTS, KernelOffsets, SENSITIVE_NAME_LEN, syscalls};
 
 use crate::{btf, proto};
 
@@ -56,6 +56,23 @@ fn sum(map: &PerCpuArray<MapData, u64>, kind: EventKind) -> u64 {
         .unwrap_or(0)
 }
 
+/// Names of files whose reads are reported (`file_read`): account secrets and SSH
+/// private keys. Matched on the opened file's name in the kernel; the detection layer
+/// judges the full path.
+const SENSITIVE_FILE_NAMES: &[&str] = &[
+    "shadow",
+    "gshadow",
+    "shadow-",
+    "gshadow-",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    "id_ecdsa_sk",
+    "id_ed25519_sk",
+    "master.passwd",
+];
+
 pub struct ProbeConfig {
     pub ring_buffer_bytes: u32,
     /// Blocking mode: the exec hook kills fileless images.
@@ -89,6 +106,7 @@ const FAMILIES: &[SyscallFamily] = &[
             EventKind::FileTruncate,
             EventKind::FileLink,
             EventKind::FileSymlink,
+            EventKind::FileRead,
         ],
     },
     SyscallFamily {
@@ -154,6 +172,15 @@ impl Probes {
                 Array::try_from(ebpf.map_mut("ENABLED").context("map ENABLED")?)?;
             for k in &enabled {
                 switches.set(*k as u32, 1, 0)?;
+            }
+            let mut names: HashMap<_, [u8; SENSITIVE_NAME_LEN], u8> = HashMap::try_from(
+                ebpf.map_mut("SENSITIVE_NAMES")
+                    .context("map SENSITIVE_NAMES")?,
+            )?;
+            for name in SENSITIVE_FILE_NAMES {
+                let mut key = [0u8; SENSITIVE_NAME_LEN];
+                key[..name.len()].copy_from_slice(name.as_bytes());
+                names.insert(key, 1, 0)?;
             }
             let mut ignored: HashMap<_, u32, u8> =
                 HashMap::try_from(ebpf.map_mut("IGNORED_TGIDS").context("map IGNORED_TGIDS")?)?;

@@ -1,6 +1,8 @@
 //! Decoder for `sensor-ebpf/src/file.rs`.
 
-use sensor_common::{EventHeader, FileEvent, syscalls};
+use sensor_common::{
+    COMPONENT_LEN, EventHeader, FILE_PATH_COMPONENTS, FileEvent, MAX_COMPONENTS, syscalls,
+};
 
 use super::{DecodeError, read_record, text};
 use crate::{paths, proto};
@@ -24,6 +26,23 @@ pub fn decode(
         let (p, ok) = paths::absolute(tgid, e.dirfd, &path);
         path = p;
         resolved &= ok;
+    }
+    if e.path2_len & FILE_PATH_COMPONENTS != 0 {
+        // A sensitive read: the kernel sent the dentry chain instead of the caller's string.
+        let (p, ok) = match open_files.path(tgid, e.fd, e.ino) {
+            Some(p) => (p, true),
+            None => from_components(&e.path2, e.path2_len & !FILE_PATH_COMPONENTS),
+        };
+        event.file = Some(proto::FileInfo {
+            path: p,
+            inode: e.ino,
+            uid: e.uid,
+            gid: e.gid,
+            syscall: syscalls::name(e.syscall as u64).to_string(),
+            path_resolved: ok,
+            ..Default::default()
+        });
+        return Ok(());
     }
     let mut new_path = text(&e.path2, e.path2_len);
     if !new_path.is_empty() {
@@ -51,8 +70,43 @@ pub fn decode(
     Ok(())
 }
 
+/// Path from leaf-first dentry names. A chain that ends at a file system's root is absolute
+/// if that root is "/" (true for the root file system; a separately mounted /home also
+/// names its root "/", which is why /proc is asked first).
+fn from_components(buf: &[u8], count: u32) -> (String, bool) {
+    let names: Vec<String> = buf
+        .chunks(COMPONENT_LEN)
+        .take((count as usize).min(MAX_COMPONENTS))
+        .map(|c| text(c, COMPONENT_LEN as u32))
+        .collect();
+    let complete = names.last().is_some_and(|n| n == "/");
+    let parts: Vec<&str> = names
+        .iter()
+        .rev()
+        .filter(|n| *n != "/")
+        .map(String::as_str)
+        .collect();
+    (format!("/{}", parts.join("/")), complete)
+}
+
 fn header_kind(bytes: &[u8]) -> u32 {
     read_record::<EventHeader>(bytes, 0)
         .map(|h| h.kind)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_to_path() {
+        let mut buf = [0u8; sensor_common::PATH_LEN];
+        for (i, n) in ["shadow", "etc", "/"].iter().enumerate() {
+            buf[i * COMPONENT_LEN..i * COMPONENT_LEN + n.len()].copy_from_slice(n.as_bytes());
+        }
+        assert_eq!(from_components(&buf, 3), ("/etc/shadow".to_string(), true));
+        assert_eq!(from_components(&buf, 2), ("/etc/shadow".to_string(), false));
+        assert!(from_components(&buf, 99).1);
+    }
 }

@@ -167,7 +167,7 @@ fn decode_with(
         ProcessFork => {}
         ProcessExit => process::exit(bytes, &mut event)?,
         FileCreate | FileWrite | FileRename | FileUnlink | FileChmod | FileChown | FileTruncate
-        | FileLink | FileSymlink => file::decode(bytes, &mut event, open_files)?,
+        | FileLink | FileSymlink | FileRead => file::decode(bytes, &mut event, open_files)?,
         NetConnect | NetAccept | NetBind | NetListen => net::socket_call(bytes, &mut event)?,
         DnsQuery => net::dns(bytes, &mut event)?,
         Ptrace | ModuleLoad | BpfLoad | MemfdCreate | Setuid | Setgid | FdDup | MprotectExec => {

@@ -10,6 +10,7 @@
 //! executable or by ancestor executable) per detection.
 
 mod anti_forensics;
+mod credential;
 mod download_exec;
 mod drop_exec;
 mod fileless;
@@ -109,6 +110,7 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         )),
         Box::new(kernel_load::KernelLoad),
         Box::new(injection::Injection),
+        Box::new(credential::Credential),
         Box::new(persistence::Persistence),
         Box::new(service_shell::ServiceShell::default()),
         Box::new(download_exec::DownloadExec::default()),
