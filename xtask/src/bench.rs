@@ -24,6 +24,8 @@ use crate::cmd::{self, describe};
 pub enum Bench {
     /// Overhead of event capture on a fork+exec storm of /bin/true.
     Capture(CaptureArgs),
+    /// Detection engine throughput, and exec-to-detection latency on the gRPC stream.
+    Detect,
 }
 
 #[derive(Args)]
@@ -39,7 +41,25 @@ pub struct CaptureArgs {
 pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Capture(args) => capture(&args),
+        Bench::Detect => detect(),
     }
+}
+
+/// Runs the sensor crate's `detect` bench binary (it measures in process and against a
+/// daemon it starts).
+fn detect() -> Result<()> {
+    if !cmd::is_root() {
+        bail!("`bench detect` starts the daemon, which needs root: run it as root");
+    }
+    let artifacts = build(Profile::Release)?;
+    banner("bench detect");
+    let mut cargo = crate::cmd::command(cmd::cargo());
+    cargo
+        .current_dir(crate::build::workspace_root())
+        .args(["bench", "-p", "sensor", "--bench", "detect"])
+        .env("SENSOR_BPF_OBJECT", &artifacts.bpf_object)
+        .env("SENSOR_BIN", &artifacts.sensor_bin);
+    cmd::run(&mut cargo)
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
