@@ -619,3 +619,48 @@ async fn credential_access_shadow_and_ssh_key() {
     let bpid = sh(&format!("cat {}/id_ed25519.pub > /dev/null", ssh.display()));
     assert_quiet(&c, bpid, "SNS-0007").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ld_preload_in_a_new_process() {
+    let c = Collector::start(
+        shared_daemon(),
+        &["detection", "process_exit", "process_exec"],
+    )
+    .await
+    .unwrap();
+    let evil = format!("/tmp/sensor-preload-{}.so", std::process::id());
+    // The library does not exist: the loader warns and runs the program anyway.
+    let child = Command::new("/bin/true")
+        .env("LD_PRELOAD", &evil)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    let e = c
+        .expect("SNS-0014", |e| is(e, "SNS-0014") && pid_of(e) == pid)
+        .await;
+    assert_eq!(e.detection.unwrap().details.get("libraries"), Some(&evil));
+    let exec = c
+        .expect("exec with loader env", |e| {
+            e.kind == "process_exec" && pid_of(e) == pid
+        })
+        .await;
+    assert!(
+        exec.exec
+            .unwrap()
+            .loader_env
+            .contains(&format!("LD_PRELOAD={evil}"))
+    );
+
+    // Benign: coreutils' stdbuf works by preloading its own helper library.
+    if std::path::Path::new("/usr/bin/stdbuf").exists() {
+        let s = Command::new("/usr/bin/stdbuf")
+            .args(["-oL", "/bin/true"])
+            .spawn()
+            .unwrap();
+        let spid = s.id();
+        s.wait_with_output().unwrap();
+        assert_quiet(&c, spid, "SNS-0014").await;
+    }
+}

@@ -18,6 +18,9 @@ pub const COMM_LEN: usize = 16;
 pub const PATH_LEN: usize = 512;
 /// Bound on the captured command line (NUL-separated argv), in bytes.
 pub const ARGS_LEN: usize = 1024;
+/// Bound on the environment captured at exec (the start of it: shells put `VAR=x cmd`
+/// assignments first).
+pub const ENV_LEN: usize = 4096;
 /// Bound on the dentry name of an executable (memfd names, deleted files).
 pub const NAME_LEN: usize = 64;
 /// Bound on a short string argument (module parameters, memfd name, BPF program name).
@@ -178,11 +181,17 @@ pub struct ExecEvent {
     pub args: [u8; ARGS_LEN],
     /// Name of the executable's dentry (e.g. `memfd:x (deleted)` shows as `memfd:x`).
     pub name: [u8; NAME_LEN],
+    pub env_len: u32,
+    pub _pad: u32,
+    /// NUL-separated environment of the new image, from its start.
+    pub env: [u8; ENV_LEN],
 }
 
 pub const EXEC_ARGS_TRUNCATED: u32 = 1;
 /// Blocking mode killed the task at exec, before its first instruction.
 pub const EXEC_KILLED: u32 = 2;
+/// The environment is longer than [`ENV_LEN`].
+pub const EXEC_ENV_TRUNCATED: u32 = 4;
 
 /// `SyscallEvent.aux[0]` of a module load reported at syscall entry (result unknown).
 pub const MODULE_AT_ENTRY: u32 = 1;
@@ -320,6 +329,8 @@ pub struct KernelOffsets {
     pub signal_live: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
     pub mm_exe_file: u32,
     pub cred_uid: u32,
     pub cred_gid: u32,
@@ -365,8 +376,9 @@ pub struct PendingCall {
 }
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 88);
-const _: () =
-    assert!(core::mem::size_of::<ExecEvent>() == 88 + 32 + PATH_LEN + ARGS_LEN + NAME_LEN);
+const _: () = assert!(
+    core::mem::size_of::<ExecEvent>() == 88 + 32 + PATH_LEN + ARGS_LEN + NAME_LEN + 8 + ENV_LEN
+);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<SockInfo>() == 44);

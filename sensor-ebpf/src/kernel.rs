@@ -28,6 +28,8 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     signal_live: 0,
     mm_arg_start: 0,
     mm_arg_end: 0,
+    mm_env_start: 0,
+    mm_env_end: 0,
     mm_exe_file: 0,
     cred_uid: 0,
     cred_gid: 0,

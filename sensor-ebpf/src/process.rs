@@ -15,7 +15,8 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use sensor_common::{
-    ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_KILLED, EventKind, ExecEvent, ExitEvent, ForkEvent,
+    ARGS_LEN, ENV_LEN, EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED, EventKind, ExecEvent,
+    ExitEvent, ForkEvent,
 };
 
 use crate::{
@@ -58,6 +59,8 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
         (*e).args_len = 0;
         (*e).filename_len = 0;
         (*e).name_len = 0;
+        (*e).env_len = 0;
+        (*e)._pad = 0;
     }
     let header = fill_header(
         unsafe { &raw mut (*e).header },
@@ -151,6 +154,27 @@ fn exec_body(
             unsafe { (*e).args_len = len as u32 };
         } else {
             return Err(r);
+        }
+    }
+
+    let start: u64 = read(mm, o.mm_env_start)?;
+    let end: u64 = read(mm, o.mm_env_end)?;
+    let mut len = end.saturating_sub(start);
+    if len >= ENV_LEN as u64 {
+        len = ENV_LEN as u64 - 1;
+        unsafe { (*e).flags |= EXEC_ENV_TRUNCATED };
+    }
+    let len = len & (ENV_LEN as u64 - 1);
+    if len > 0 {
+        let r = unsafe {
+            bpf_probe_read_user(
+                (&raw mut (*e).env) as *mut core::ffi::c_void,
+                len as u32,
+                start as *const core::ffi::c_void,
+            )
+        };
+        if r == 0 {
+            unsafe { (*e).env_len = len as u32 };
         }
     }
     Ok(())

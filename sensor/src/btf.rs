@@ -193,6 +193,8 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         signal_live: o("signal_struct", "live")?,
         mm_arg_start: o("mm_struct", "arg_start")?,
         mm_arg_end: o("mm_struct", "arg_end")?,
+        mm_env_start: o("mm_struct", "env_start")?,
+        mm_env_end: o("mm_struct", "env_end")?,
         mm_exe_file: o("mm_struct", "exe_file")?,
         cred_uid: o("cred", "uid")?,
         cred_gid: o("cred", "gid")?,

@@ -184,7 +184,7 @@ fn decode_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sensor_common::{ARGS_LEN, ExecEvent, NAME_LEN, PATH_LEN};
+    use sensor_common::{ARGS_LEN, ENV_LEN, ExecEvent, NAME_LEN, PATH_LEN};
 
     fn exec_record(args: &[u8], filename: &str) -> Vec<u8> {
         let mut e = ExecEvent {
@@ -206,6 +206,9 @@ mod tests {
             filename: [0; PATH_LEN],
             args: [0; ARGS_LEN],
             name: [0; NAME_LEN],
+            env_len: 0,
+            _pad: 0,
+            env: [0; ENV_LEN],
         };
         e.filename[..filename.len()].copy_from_slice(filename.as_bytes());
         e.args[..args.len()].copy_from_slice(args);

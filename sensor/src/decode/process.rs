@@ -1,6 +1,6 @@
 //! Decoder for `sensor-ebpf/src/process.rs`: exec and exit (fork carries only the header).
 
-use sensor_common::{EXEC_ARGS_TRUNCATED, EXEC_KILLED, ExecEvent, ExitEvent};
+use sensor_common::{EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED, ExecEvent, ExitEvent};
 
 use super::{DecodeError, read_record, text};
 use crate::proto;
@@ -10,6 +10,15 @@ pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, Decod
     let e: ExecEvent = read_record(bytes, e_kind())?;
     let len = (e.args_len as usize).min(e.args.len());
     let args = split_args(&e.args[..len]);
+    let env_len = (e.env_len as usize).min(e.env.len());
+    let truncated = e.flags & EXEC_ENV_TRUNCATED != 0;
+    let mut loader_env = loader_vars(&e.env[..env_len]);
+    if truncated && loader_env.is_empty() {
+        // The variable may sit past the captured start: ask /proc while the process lives.
+        if let Ok(full) = std::fs::read(format!("/proc/{}/environ", e.header.tgid)) {
+            loader_env = loader_vars(&full);
+        }
+    }
     event.exec = Some(proto::ExecInfo {
         filename: text(&e.filename, e.filename_len),
         inode: e.exe_ino,
@@ -18,12 +27,24 @@ pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, Decod
         args_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
         name: text(&e.name, e.name_len),
         killed: e.flags & EXEC_KILLED != 0,
+        loader_env,
+        env_truncated: truncated,
     });
     Ok(args)
 }
 
 fn e_kind() -> u32 {
     sensor_common::EventKind::ProcessExec as u32
+}
+
+/// Variables that change what the dynamic loader loads.
+const LOADER_VARS: [&str; 3] = ["LD_PRELOAD=", "LD_AUDIT=", "LD_LIBRARY_PATH="];
+
+fn loader_vars(env: &[u8]) -> Vec<String> {
+    split_args(env)
+        .into_iter()
+        .filter(|v| LOADER_VARS.iter().any(|p| v.starts_with(p)))
+        .collect()
 }
 
 /// argv as the kernel laid it out: NUL-separated, the last one possibly cut short.
@@ -57,5 +78,14 @@ mod tests {
         assert_eq!(split_args(b"a\0trunc"), vec!["a", "trunc"]);
         assert!(split_args(b"").is_empty());
         assert_eq!(split_args(b"a\0\0b\0"), vec!["a", "", "b"]);
+    }
+
+    #[test]
+    fn loader_variables() {
+        let env = b"LD_PRELOAD=/tmp/x.so\0HOME=/root\0LD_LIBRARY_PATH=/opt\0XLD_PRELOAD=no\0";
+        assert_eq!(
+            loader_vars(env),
+            vec!["LD_PRELOAD=/tmp/x.so", "LD_LIBRARY_PATH=/opt"]
+        );
     }
 }

@@ -18,6 +18,7 @@ mod injection;
 mod kernel_load;
 mod miner;
 mod persistence;
+mod preload;
 mod reverse_shell;
 mod service_shell;
 pub mod sigma;
@@ -112,6 +113,7 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(injection::Injection),
         Box::new(credential::Credential),
         Box::new(persistence::Persistence),
+        Box::new(preload::Preload),
         Box::new(service_shell::ServiceShell::default()),
         Box::new(download_exec::DownloadExec::default()),
         Box::new(anti_forensics::AntiForensics),

@@ -1,0 +1,57 @@
+//! SNS-0014 LD_PRELOAD: a new process starts with a library forced into it (LD_PRELOAD or
+//! LD_AUDIT), the classic user-space rootkit and credential-hooking trick. Preloads that
+//! ship with the system for benign reasons (coreutils' stdbuf, allocators, faketime,
+//! eatmydata) are allowed.
+
+use super::{Detector, Finding, Rule};
+use crate::proto;
+
+pub const RULE: Rule = Rule {
+    id: "SNS-0014",
+    title: "Library preloading",
+    description: "A process was started with LD_PRELOAD or LD_AUDIT forcing a library into it.",
+    severity: "medium",
+    mitre: &["T1574.006"],
+};
+
+const BENIGN: &[&str] = &[
+    "libstdbuf",
+    "libjemalloc",
+    "libtcmalloc",
+    "libeatmydata",
+    "libfaketime",
+    "libasan",
+];
+
+pub struct Preload;
+
+impl Detector for Preload {
+    fn rules(&self) -> &'static [&'static Rule] {
+        &[&RULE]
+    }
+
+    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        let (Some(x), Some(p)) = (&e.exec, &e.process) else {
+            return;
+        };
+        for var in &x.loader_env {
+            let Some((name, value)) = var.split_once('=') else {
+                continue;
+            };
+            if !(name == "LD_PRELOAD" || name == "LD_AUDIT") || value.trim().is_empty() {
+                continue;
+            }
+            let libs: Vec<&str> = value.split([':', ' ']).filter(|l| !l.is_empty()).collect();
+            if libs.iter().all(|l| BENIGN.iter().any(|b| l.contains(b))) {
+                continue;
+            }
+            out.push(Finding {
+                rule: &RULE,
+                process: p.clone(),
+                evidence: vec![e.seq],
+                details: vec![("variable", name.into()), ("libraries", value.into())],
+            });
+            return;
+        }
+    }
+}
