@@ -213,6 +213,7 @@ pub fn health_json(h: &proto::Health) -> Value {
         "process_table": h.process_table,
         "pipeline": h.pipeline,
         "platform": h.platform,
+        "detection": h.detection,
     })
 }
 
@@ -243,6 +244,18 @@ fn health_text(h: &proto::Health) -> String {
         let _ = writeln!(s, "kernel             {} (BTF: {})", p.kernel, p.btf);
         let _ = writeln!(s, "bpf lsm            {} ({})", p.bpf_lsm, p.bpf_lsm_reason);
         let _ = writeln!(s, "prevention         {}", p.prevention);
+    }
+    if let Some(d) = &h.detection {
+        let _ = writeln!(
+            s,
+            "detections         {} built-in, {} sigma rules ({} skipped)",
+            d.builtin,
+            d.sigma_rules,
+            d.sigma_skipped.len()
+        );
+        for r in &d.sigma_skipped {
+            let _ = writeln!(s, "  SKIPPED {r}");
+        }
     }
     let _ = writeln!(
         s,

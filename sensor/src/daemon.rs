@@ -30,12 +30,13 @@ use crate::{
     act::Responder,
     capture,
     decode::Decoded,
-    detect::{DetectConfig, DetectionEngine, DetectionStore},
+    detect::{DetectConfig, DetectionEngine, DetectionStore, sigma::SigmaRules},
     enrich::{Enricher, HashCache},
     grpc,
     health::{HealthSource, Stats},
     probes::{ProbeConfig, Probes},
     process_table::ProcessTable,
+    proto,
     publish::{Feed, Publisher},
 };
 
@@ -70,6 +71,9 @@ pub struct DaemonArgs {
     /// elsewhere detections are reported as in passive mode).
     #[arg(long)]
     pub blocking_scope_pid: Option<u32>,
+    /// Directory of extra Sigma rules (*.yml) on top of the shipped ones.
+    #[arg(long)]
+    pub sigma_rules: Option<PathBuf>,
     /// Detection settings (JSON: disabled ids, allowlists, windows).
     #[arg(long)]
     pub detections_config: Option<PathBuf>,
@@ -85,6 +89,18 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let detect_cfg = match &args.detections_config {
         Some(p) => DetectConfig::load(p)?,
         None => DetectConfig::default(),
+    };
+    let (sigma, sigma_skipped) = SigmaRules::load(args.sigma_rules.as_deref())?;
+    for s in &sigma_skipped {
+        log::warn!("sigma rule skipped: {s}");
+    }
+    let detection_info = proto::DetectionInfo {
+        builtin: crate::detect::all_rules()
+            .iter()
+            .filter(|r| !detect_cfg.disabled.iter().any(|d| d == r.id))
+            .count() as u32,
+        sigma_rules: sigma.len() as u32,
+        sigma_skipped,
     };
     if !args.ring_buffer_mb.is_power_of_two() {
         anyhow::bail!(
@@ -131,7 +147,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let prevention = responder.describe(&crate::probes::bpf_lsm_status().1);
     let stages = Stages {
         enricher,
-        detector: DetectionEngine::new(detect_cfg),
+        detector: DetectionEngine::new(detect_cfg).with_sigma(sigma),
         responder,
         publisher,
         detections: detections.clone(),
@@ -145,6 +161,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         enabled,
         mode: format!("{:?}", args.mode).to_lowercase(),
         prevention,
+        detection: detection_info,
         started: Instant::now(),
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);

@@ -70,6 +70,7 @@ pub struct HealthSource {
     pub enabled: HashSet<EventKind>,
     pub mode: String,
     pub prevention: String,
+    pub detection: proto::DetectionInfo,
     pub started: Instant,
 }
 
@@ -120,6 +121,7 @@ impl HealthSource {
                 bpf_lsm_reason,
                 prevention: self.prevention.clone(),
             }),
+            detection: Some(self.detection.clone()),
         }
     }
 }

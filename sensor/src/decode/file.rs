@@ -78,6 +78,7 @@ fn from_components(buf: &[u8], count: u32) -> (String, bool) {
         .chunks(COMPONENT_LEN)
         .take((count as usize).min(MAX_COMPONENTS))
         .map(|c| text(c, COMPONENT_LEN as u32))
+        .take_while(|n| !n.is_empty())
         .collect();
     let complete = names.last().is_some_and(|n| n == "/");
     let parts: Vec<&str> = names

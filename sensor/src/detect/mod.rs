@@ -131,6 +131,7 @@ pub fn all_rules() -> Vec<&'static Rule> {
 
 pub struct DetectionEngine {
     detectors: Vec<Box<dyn Detector>>,
+    sigma: Option<sigma::SigmaRules>,
     cfg: DetectConfig,
     findings: Vec<Finding>,
 }
@@ -144,9 +145,16 @@ impl DetectionEngine {
             .collect();
         Self {
             detectors,
+            sigma: None,
             cfg,
             findings: Vec::new(),
         }
+    }
+
+    /// Also evaluates these Sigma rules on every event.
+    pub fn with_sigma(mut self, rules: sigma::SigmaRules) -> Self {
+        self.sigma = Some(rules);
+        self
     }
 
     /// Detections made by `event` (which already carries its sequence number), without
@@ -184,7 +192,40 @@ impl DetectionEngine {
                 ..Default::default()
             });
         }
+        if let Some(sigma) = &self.sigma {
+            for m in sigma.evaluate(event) {
+                out.push(sigma_detection(event, m));
+            }
+        }
         out
+    }
+}
+
+/// A Sigma match as a detection. Sigma's `critical` maps to our highest severity, `high`;
+/// the rule's own level is kept in the details.
+fn sigma_detection(event: &proto::Event, m: sigma::SigmaMatch) -> proto::Event {
+    let severity = match m.level.as_str() {
+        "informational" | "low" | "medium" | "high" => m.level.clone(),
+        "critical" => "high".into(),
+        _ => "medium".into(),
+    };
+    proto::Event {
+        kind: "detection".into(),
+        timestamp_ns: event.timestamp_ns,
+        time_unix_ns: event.time_unix_ns,
+        process: event.process.clone(),
+        detection: Some(proto::Detection {
+            id: m.id,
+            title: m.title,
+            description: m.description,
+            severity,
+            mitre: m.mitre,
+            evidence: vec![event.seq],
+            action: "none".into(),
+            source: "sigma".into(),
+            details: [("level".to_string(), m.level)].into_iter().collect(),
+        }),
+        ..Default::default()
     }
 }
 
