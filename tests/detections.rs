@@ -664,3 +664,119 @@ async fn ld_preload_in_a_new_process() {
         assert_quiet(&c, spid, "SNS-0014").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signal_to_the_sensor_is_tampering() {
+    // A daemon of its own: the signal goes to this one.
+    let d = Daemon::start(&[]).unwrap();
+    let c = Collector::start(&d.socket, &["detection", "signal", "process_exit"])
+        .await
+        .unwrap();
+    let target = d.pid();
+    // SIGWINCH changes nothing for the daemon; the attempt is what is reported.
+    let pid = sh(&format!("kill -WINCH {target}"));
+    let e = c
+        .expect("SNS-0013 signal", |e| is(e, "SNS-0013") && from(e, pid))
+        .await;
+    let det = e.detection.unwrap();
+    assert_eq!(det.details.get("target_pid"), Some(&target.to_string()));
+    assert_eq!(det.details.get("signal"), Some(&libc::SIGWINCH.to_string()));
+    // Benign: probing whether it runs (signal 0) is not reported.
+    let bpid = sh(&format!("kill -0 {target}"));
+    assert_quiet(&c, bpid, "SNS-0013").await;
+    assert!(!c.all().iter().any(|e| e.signal.is_some() && from(e, bpid)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timestomping_a_system_binary() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    // Sets /usr/bin/ls's times to their current values: nothing changes, but times were
+    // chosen by the caller.
+    let pid = sh("touch -r /usr/bin/ls /usr/bin/ls");
+    let e = c
+        .expect("SNS-0011 timestamps", |e| is(e, "SNS-0011") && from(e, pid))
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(
+        d.details.get("how").map(String::as_str),
+        Some("timestamps set")
+    );
+    assert_eq!(
+        d.details.get("path").map(String::as_str),
+        Some("/usr/bin/ls")
+    );
+    // Benign: the same on a file of our own.
+    let dir = TempDir::new("stomp");
+    let mine = dir.path().join("f");
+    std::fs::write(&mine, "x").unwrap();
+    let bpid = sh(&format!("touch -r /usr/bin/ls {}", mine.display()));
+    assert_quiet(&c, bpid, "SNS-0011").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn process_vm_writev_and_proc_mem_injection() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    static mut TARGET: u64 = 0;
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe {
+            libc::pause();
+            libc::_exit(0);
+        }
+    }
+    // The child is a copy of this process: TARGET sits at the same address in it.
+    let value: u64 = 0x5eed;
+    let local = libc::iovec {
+        iov_base: &value as *const u64 as *mut _,
+        iov_len: 8,
+    };
+    let remote = libc::iovec {
+        iov_base: std::ptr::addr_of_mut!(TARGET).cast(),
+        iov_len: 8,
+    };
+    let n = unsafe { libc::process_vm_writev(child, &local, 1, &remote, 1, 0) };
+    assert_eq!(
+        n,
+        8,
+        "process_vm_writev: {}",
+        std::io::Error::last_os_error()
+    );
+    let mem = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{child}/mem"));
+    assert!(mem.is_ok());
+    drop(mem);
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    let me = std::process::id();
+    let w = c
+        .expect("SNS-0006 process_vm_writev", |e| {
+            is(e, "SNS-0006")
+                && pid_of(e) == me
+                && e.detection
+                    .as_ref()
+                    .unwrap()
+                    .details
+                    .get("request")
+                    .is_some_and(|r| r == "process_vm_writev")
+        })
+        .await;
+    assert_eq!(
+        w.detection.unwrap().details.get("target_pid"),
+        Some(&child.to_string())
+    );
+    c.expect("SNS-0006 /proc/PID/mem", |e| {
+        is(e, "SNS-0006")
+            && pid_of(e) == me
+            && e.detection
+                .as_ref()
+                .unwrap()
+                .details
+                .get("request")
+                .is_some_and(|r| r.contains("/mem"))
+    })
+    .await;
+}

@@ -60,10 +60,12 @@ pub enum EventKind {
     Setgid = 35,
     FdDup = 36,
     MprotectExec = 37,
+    FileTimes = 40,
+    Signal = 41,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 26] = [
+    pub const ALL: [EventKind; 28] = [
         EventKind::ProcessExec,
         EventKind::ProcessFork,
         EventKind::ProcessExit,
@@ -90,6 +92,8 @@ impl EventKind {
         EventKind::Setgid,
         EventKind::FdDup,
         EventKind::MprotectExec,
+        EventKind::FileTimes,
+        EventKind::Signal,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -125,6 +129,8 @@ impl EventKind {
             EventKind::Setgid => "setgid",
             EventKind::FdDup => "fd_dup",
             EventKind::MprotectExec => "mprotect_exec",
+            EventKind::FileTimes => "file_times",
+            EventKind::Signal => "signal",
         }
     }
 

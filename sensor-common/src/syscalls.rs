@@ -49,6 +49,14 @@ pub const MEMFD_CREATE: u64 = 319;
 pub const BPF: u64 = 321;
 pub const OPENAT2: u64 = 437;
 pub const FCHMODAT2: u64 = 452;
+pub const KILL: u64 = 62;
+pub const TKILL: u64 = 200;
+pub const TGKILL: u64 = 234;
+pub const UTIME: u64 = 132;
+pub const UTIMES: u64 = 235;
+pub const FUTIMESAT: u64 = 261;
+pub const UTIMENSAT: u64 = 280;
+pub const PROCESS_VM_WRITEV: u64 = 311;
 
 /// Tracepoint names (`syscalls/sys_enter_<name>`, `syscalls/sys_exit_<name>`) per family.
 pub const FILE_SYSCALLS: &[&str] = &[
@@ -75,6 +83,10 @@ pub const FILE_SYSCALLS: &[&str] = &[
     "linkat",
     "symlink",
     "symlinkat",
+    "utime",
+    "utimes",
+    "futimesat",
+    "utimensat",
 ];
 pub const NET_SYSCALLS: &[&str] = &["connect", "accept", "accept4", "bind", "listen"];
 pub const DNS_SYSCALLS: &[&str] = &["sendto", "sendmsg", "sendmmsg"];
@@ -94,6 +106,10 @@ pub const SECURITY_SYSCALLS: &[&str] = &[
     "dup3",
     "mprotect",
     "mmap",
+    "kill",
+    "tkill",
+    "tgkill",
+    "process_vm_writev",
 ];
 
 /// Name of a followed syscall, for display.
@@ -145,6 +161,14 @@ pub fn name(nr: u64) -> &'static str {
         BPF => "bpf",
         OPENAT2 => "openat2",
         FCHMODAT2 => "fchmodat2",
+        KILL => "kill",
+        TKILL => "tkill",
+        TGKILL => "tgkill",
+        UTIME => "utime",
+        UTIMES => "utimes",
+        FUTIMESAT => "futimesat",
+        UTIMENSAT => "utimensat",
+        PROCESS_VM_WRITEV => "process_vm_writev",
         _ => "unknown",
     }
 }

@@ -97,6 +97,7 @@ fn kind_of(call: &PendingCall, ret: i64) -> Option<EventKind> {
         nr::TRUNCATE | nr::FTRUNCATE => EventKind::FileTruncate,
         nr::LINK | nr::LINKAT => EventKind::FileLink,
         nr::SYMLINK | nr::SYMLINKAT => EventKind::FileSymlink,
+        nr::UTIME | nr::UTIMES | nr::FUTIMESAT | nr::UTIMENSAT => EventKind::FileTimes,
         _ => return None,
     })
 }
@@ -159,9 +160,35 @@ fn fields(call: &PendingCall, ret: i64) -> Fields {
             f.flags = a[4] as u32;
         }
         nr::FTRUNCATE => f.fd = a[0] as i32,
+        // flags carries whether explicit times were given (not "now").
+        nr::UTIME | nr::UTIMES => (f.path, f.flags) = (a[0], (a[1] != 0) as u32),
+        nr::FUTIMESAT => (f.dirfd, f.path, f.flags) = (a[0] as i32, a[1], (a[2] != 0) as u32),
+        nr::UTIMENSAT => {
+            (f.dirfd, f.path, f.flags) = (a[0] as i32, a[1], explicit_times(a[2]) as u32);
+            if a[1] == 0 {
+                // futimens(fd): the path is the descriptor.
+                f.fd = a[0] as i32;
+            }
+        }
         _ => {}
     }
     f
+}
+
+const UTIME_NOW: u64 = (1 << 30) - 1;
+const UTIME_OMIT: u64 = (1 << 30) - 2;
+
+/// Whether a `struct timespec[2]` sets a time of the caller's choosing (not now, not
+/// omitted): how timestamps are forged.
+fn explicit_times(times: u64) -> bool {
+    if times == 0 {
+        return false;
+    }
+    let Ok(t) = read_user::<[u64; 4]>(times) else {
+        return false;
+    };
+    let set = |nsec: u64| nsec != UTIME_NOW && nsec != UTIME_OMIT;
+    set(t[1]) || set(t[3])
 }
 
 fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {

@@ -37,3 +37,7 @@ pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(
 #[map]
 pub static SENSITIVE_NAMES: HashMap<[u8; SENSITIVE_NAME_LEN], u8> =
     HashMap::with_max_entries(256, 0);
+
+/// Thread groups whose signals are reported (`signal` events): the sensor and auditd.
+#[map]
+pub static PROTECTED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);

@@ -1,6 +1,7 @@
-//! Security-relevant calls: ptrace, kernel module loads, BPF program loads, memfd_create,
-//! the set*id family, dup2/dup3 onto stdin/stdout/stderr, and executable anonymous memory
-//! (mmap or mprotect with PROT_EXEC).
+//! Security-relevant calls: ptrace and process_vm_writev, kernel module loads, BPF program
+//! loads, memfd_create, the set*id family, dup2/dup3 onto stdin/stdout/stderr, executable
+//! anonymous memory (mmap or mprotect with PROT_EXEC), and signals sent to protected
+//! processes (the sensor, auditd).
 //!
 //! Syscall tracepoints `syscalls/sys_{enter,exit}_<call>`. Entry filters keep the map
 //! traffic to the calls that matter (ptrace requests that attach or write, dups onto fds
@@ -14,7 +15,7 @@ use crate::{
         count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, read_user,
         sock_info, user_str, wakeup,
     },
-    maps::EVENTS,
+    maps::{EVENTS, PROTECTED_TGIDS},
     syscall::{entry_args, exit_ret, stash, take},
 };
 
@@ -23,6 +24,14 @@ const MAP_ANONYMOUS: u64 = 0x20;
 const BPF_PROG_LOAD: u64 = 5;
 /// Requests that take control of or write into another process.
 const PTRACE_REPORTED: [u64; 9] = [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206];
+
+/// Whether `pid` (a thread group or one of its threads' ids) is protected. Thread ids of
+/// a protected group other than its leader are not known here; signals go to the group.
+#[inline(always)]
+fn protected(pid: u64) -> bool {
+    let pid = pid as i64;
+    pid > 0 && unsafe { PROTECTED_TGIDS.get(&(pid as u32)) }.is_some()
+}
 
 #[tracepoint]
 pub fn security_enter(ctx: TracePointContext) -> u32 {
@@ -37,6 +46,9 @@ pub fn security_enter(ctx: TracePointContext) -> u32 {
         nr::MPROTECT => a[2] & PROT_EXEC != 0,
         nr::MMAP => a[2] & PROT_EXEC != 0 && a[3] & MAP_ANONYMOUS != 0,
         nr::BPF => a[0] == BPF_PROG_LOAD,
+        // Signals matter only when aimed at a protected process (and sig 0 only probes).
+        nr::KILL | nr::TKILL => protected(a[0]) && a[1] != 0,
+        nr::TGKILL => protected(a[0]) && a[2] != 0,
         _ => true,
     };
     if wanted {
@@ -57,6 +69,8 @@ pub fn security_exit(ctx: TracePointContext) -> u32 {
         nr::SETGID | nr::SETREGID | nr::SETRESGID => EventKind::Setgid,
         nr::DUP2 | nr::DUP3 => EventKind::FdDup,
         nr::MPROTECT | nr::MMAP => EventKind::MprotectExec,
+        nr::KILL | nr::TKILL | nr::TGKILL => EventKind::Signal,
+        nr::PROCESS_VM_WRITEV => EventKind::Ptrace,
         _ => return 0,
     };
     if !enabled(kind) {

@@ -117,6 +117,9 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         block_scope_tgid: args.blocking_scope_pid.unwrap_or(0),
         disabled,
         ignored_tgids: vec![std::process::id()],
+        protected_tgids: std::iter::once(std::process::id())
+            .chain(crate::probes::pids_named("auditd"))
+            .collect(),
     })?;
     let Probes {
         events: ring,

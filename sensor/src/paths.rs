@@ -17,12 +17,17 @@ const AT_FDCWD: i32 = -100;
 /// reports, so a reused descriptor number never lends its old path.
 pub struct OpenFiles {
     map: LruCache<(u32, i32), (u64, String)>,
+    /// The same paths by inode: a descriptor moved with dup2 (`touch` reopens its file on
+    /// fd 0) still finds its path.
+    by_inode: LruCache<(u32, u64), String>,
 }
 
 impl Default for OpenFiles {
     fn default() -> Self {
+        let cap = NonZeroUsize::new(16384).unwrap();
         Self {
-            map: LruCache::new(NonZeroUsize::new(16384).unwrap()),
+            map: LruCache::new(cap),
+            by_inode: LruCache::new(cap),
         }
     }
 }
@@ -31,6 +36,7 @@ impl OpenFiles {
     pub fn opened(&mut self, tgid: u32, fd: i32, ino: u64, path: &str) {
         if fd >= 0 && ino != 0 && path.starts_with('/') {
             self.map.put((tgid, fd), (ino, path.to_string()));
+            self.by_inode.put((tgid, ino), path.to_string());
         }
     }
 
@@ -41,7 +47,7 @@ impl OpenFiles {
         }
         match self.map.get(&(tgid, fd)) {
             Some((i, p)) if *i == ino && ino != 0 => Some(p.clone()),
-            _ => None,
+            _ => self.by_inode.get(&(tgid, ino)).cloned(),
         }
     }
 }

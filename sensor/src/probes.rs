@@ -81,6 +81,8 @@ pub struct ProbeConfig {
     pub block_scope_tgid: u32,
     pub disabled: HashSet<EventKind>,
     pub ignored_tgids: Vec<u32>,
+    /// Processes whose incoming signals are reported (the sensor, auditd).
+    pub protected_tgids: Vec<u32>,
 }
 
 /// Hooks of one syscall family: entry and exit programs and the syscalls they follow.
@@ -107,6 +109,7 @@ const FAMILIES: &[SyscallFamily] = &[
             EventKind::FileLink,
             EventKind::FileSymlink,
             EventKind::FileRead,
+            EventKind::FileTimes,
         ],
     },
     SyscallFamily {
@@ -139,6 +142,7 @@ const FAMILIES: &[SyscallFamily] = &[
             EventKind::Setgid,
             EventKind::FdDup,
             EventKind::MprotectExec,
+            EventKind::Signal,
         ],
     },
 ];
@@ -181,6 +185,13 @@ impl Probes {
                 let mut key = [0u8; SENSITIVE_NAME_LEN];
                 key[..name.len()].copy_from_slice(name.as_bytes());
                 names.insert(key, 1, 0)?;
+            }
+            let mut protected: HashMap<_, u32, u8> = HashMap::try_from(
+                ebpf.map_mut("PROTECTED_TGIDS")
+                    .context("map PROTECTED_TGIDS")?,
+            )?;
+            for pid in &cfg.protected_tgids {
+                protected.insert(pid, 1, 0)?;
             }
             let mut ignored: HashMap<_, u32, u8> =
                 HashMap::try_from(ebpf.map_mut("IGNORED_TGIDS").context("map IGNORED_TGIDS")?)?;
@@ -358,6 +369,19 @@ fn ensure_tracefs() {
             std::io::Error::last_os_error()
         );
     }
+}
+
+/// Running processes with this `comm`, found in /proc (to protect auditd).
+pub fn pids_named(comm: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .collect()
 }
 
 /// Whether BPF LSM programs could run here, and why not.

@@ -1,7 +1,8 @@
 //! Decoder for `sensor-ebpf/src/file.rs`.
 
 use sensor_common::{
-    COMPONENT_LEN, EventHeader, FILE_PATH_COMPONENTS, FileEvent, MAX_COMPONENTS, syscalls,
+    COMPONENT_LEN, EventHeader, EventKind, FILE_PATH_COMPONENTS, FileEvent, MAX_COMPONENTS,
+    syscalls,
 };
 
 use super::{DecodeError, read_record, text};
@@ -66,6 +67,7 @@ pub fn decode(
         inode: e.ino,
         syscall: syscalls::name(e.syscall as u64).to_string(),
         path_resolved: resolved,
+        explicit_times: e.header.kind == EventKind::FileTimes as u32 && e.flags != 0,
     });
     Ok(())
 }

@@ -167,12 +167,13 @@ fn decode_with(
         ProcessFork => {}
         ProcessExit => process::exit(bytes, &mut event)?,
         FileCreate | FileWrite | FileRename | FileUnlink | FileChmod | FileChown | FileTruncate
-        | FileLink | FileSymlink | FileRead => file::decode(bytes, &mut event, open_files)?,
+        | FileLink | FileSymlink | FileRead | FileTimes => {
+            file::decode(bytes, &mut event, open_files)?
+        }
         NetConnect | NetAccept | NetBind | NetListen => net::socket_call(bytes, &mut event)?,
         DnsQuery => net::dns(bytes, &mut event)?,
-        Ptrace | ModuleLoad | BpfLoad | MemfdCreate | Setuid | Setgid | FdDup | MprotectExec => {
-            security::decode(kind, bytes, &mut event)?
-        }
+        Ptrace | ModuleLoad | BpfLoad | MemfdCreate | Setuid | Setgid | FdDup | MprotectExec
+        | Signal => security::decode(kind, bytes, &mut event)?,
     }
     Ok(Decoded {
         header,

@@ -11,11 +11,31 @@ pub fn decode(kind: EventKind, bytes: &[u8], event: &mut proto::Event) -> Result
     let syscall = nr::name(e.syscall as u64).to_string();
     let msg = text(&e.text, e.text_len);
     match kind {
+        EventKind::Ptrace if e.syscall as u64 == nr::PROCESS_VM_WRITEV => {
+            event.ptrace = Some(proto::PtraceInfo {
+                request: "process_vm_writev".into(),
+                request_code: 0,
+                target_pid: a[0] as u32,
+                result: e.ret,
+            })
+        }
         EventKind::Ptrace => {
             event.ptrace = Some(proto::PtraceInfo {
                 request: ptrace_request(a[0]).to_string(),
                 request_code: a[0] as u32,
                 target_pid: a[1] as u32,
+                result: e.ret,
+            })
+        }
+        EventKind::Signal => {
+            let (target, sig) = match e.syscall as u64 {
+                nr::TGKILL => (a[0], a[2]),
+                _ => (a[0], a[1]),
+            };
+            event.signal = Some(proto::SignalInfo {
+                syscall,
+                target_pid: target as u32,
+                signal: sig as i32,
                 result: e.ret,
             })
         }

@@ -1,6 +1,7 @@
 //! SNS-0011 anti-forensics: logs under /var/log truncated or deleted, shell history
-//! cleared (deleted, truncated or pointed at /dev/null). Log rotation tools are allowed.
-//! Timestamp tampering needs the utimensat hook, which capture does not have yet.
+//! cleared (deleted, truncated or pointed at /dev/null), and timestamps of system
+//! binaries set to chosen values (`touch -r`, `touch -d`: timestomping). Log rotation
+//! tools and package managers are allowed.
 
 use super::{Detector, Finding, Rule, base_name};
 use crate::proto;
@@ -20,6 +21,16 @@ const ROTATORS: &[&str] = &[
     "journalctl",
     "savelog",
 ];
+/// Where timestamps of installed programs live.
+const SYSTEM_BINARIES: &[&str] = &[
+    "/usr/bin/",
+    "/usr/sbin/",
+    "/bin/",
+    "/sbin/",
+    "/usr/lib/",
+    "/lib/",
+    "/usr/local/bin/",
+];
 const HISTORY: &[&str] = &[
     ".bash_history",
     ".zsh_history",
@@ -30,7 +41,9 @@ const HISTORY: &[&str] = &[
 const O_TRUNC: u32 = 0o1000;
 
 fn what(path: &str) -> Option<&'static str> {
-    if path.starts_with("/var/log/") {
+    if SYSTEM_BINARIES.iter().any(|d| path.starts_with(d)) {
+        Some("system binary")
+    } else if path.starts_with("/var/log/") {
         Some("log")
     } else if HISTORY.contains(&super::base_name(path)) {
         Some("shell history")
@@ -55,9 +68,17 @@ impl Detector for AntiForensics {
             "file_truncate" => (&f.path, "truncated"),
             "file_write" | "file_create" if f.flags & O_TRUNC != 0 => (&f.path, "truncated"),
             "file_symlink" if f.path == "/dev/null" => (&f.new_path, "linked to /dev/null"),
+            "file_times" if f.explicit_times => (&f.path, "timestamps set"),
             _ => return,
         };
         let Some(kind) = what(path) else { return };
+        // Deleting or truncating binaries is an upgrade's job; their times are the signal.
+        if kind == "system binary" && e.kind != "file_times" {
+            return;
+        }
+        if kind != "system binary" && e.kind == "file_times" {
+            return;
+        }
         // A new file "truncated" on creation has nothing to hide.
         if e.kind == "file_create" || ROTATORS.contains(&base_name(&p.exe)) {
             return;

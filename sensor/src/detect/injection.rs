@@ -1,4 +1,5 @@
-//! SNS-0006 process injection (ptrace attach or writes into another process) and
+//! SNS-0006 process injection (ptrace attach, process_vm_writev, or opening another
+//! process's /proc/PID/mem for writing) and
 //! SNS-0015 anti-debugging (PTRACE_TRACEME). Debuggers a team uses on purpose go in the
 //! allowlist; gdb, strace and ltrace are allowed by default for SNS-0006.
 
@@ -31,6 +32,23 @@ impl Detector for Injection {
     }
 
     fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        if let (Some(f), Some(p), "file_write") = (&e.file, &e.process, e.kind.as_str()) {
+            let target = proc_mem_target(&f.path);
+            if let Some(target) = target.filter(|t| *t != p.pid) {
+                if !DEBUGGERS.contains(&base_name(&p.exe)) {
+                    out.push(Finding {
+                        rule: &INJECTION,
+                        process: p.clone(),
+                        evidence: vec![e.seq],
+                        details: vec![
+                            ("request", "/proc/PID/mem write".into()),
+                            ("target_pid", target.to_string()),
+                        ],
+                    });
+                }
+            }
+            return;
+        }
         let (Some(t), Some(p)) = (&e.ptrace, &e.process) else {
             return;
         };
@@ -59,4 +77,12 @@ impl Detector for Injection {
             ],
         });
     }
+}
+
+/// The pid of a `/proc/PID/mem` path (`/proc/self/mem` is the caller itself).
+fn proc_mem_target(path: &str) -> Option<u32> {
+    path.strip_prefix("/proc/")?
+        .strip_suffix("/mem")?
+        .parse()
+        .ok()
 }

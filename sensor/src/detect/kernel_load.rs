@@ -47,6 +47,10 @@ impl Detector for KernelLoad {
                 ],
             });
         } else if let Some(b) = &e.bpf {
+            // Another instance of the sensor (a restart, an upgrade) loads its own programs.
+            if own_exe().is_some_and(|me| me == p.exe) {
+                return;
+            }
             out.push(Finding {
                 rule: &BPF,
                 process: p.clone(),
@@ -59,4 +63,14 @@ impl Detector for KernelLoad {
             });
         }
     }
+}
+
+fn own_exe() -> Option<&'static str> {
+    static EXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    })
+    .as_deref()
 }

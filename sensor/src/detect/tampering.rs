@@ -1,6 +1,6 @@
 //! SNS-0013 tampering with security tools: the host firewall flushed or disabled, auditd
-//! stopped or its rules deleted, SELinux switched to permissive. (Signals sent to the
-//! sensor itself need a kill hook, which capture does not have yet.)
+//! stopped or its rules deleted, SELinux switched to permissive, or a signal sent to the
+//! sensor or auditd (the kernel reports those; probes with signal 0 are not).
 
 use super::{Detector, Finding, Rule, base_name};
 use crate::proto;
@@ -48,10 +48,23 @@ impl Detector for Tampering {
     }
 
     fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        let Some(p) = &e.process else { return };
+        if let Some(sig) = &e.signal {
+            out.push(Finding {
+                rule: &RULE,
+                process: p.clone(),
+                evidence: vec![e.seq],
+                details: vec![
+                    ("action", "signal to a protected process".into()),
+                    ("target_pid", sig.target_pid.to_string()),
+                    ("signal", sig.signal.to_string()),
+                ],
+            });
+            return;
+        }
         if e.kind != "process_exec" {
             return;
         }
-        let Some(p) = &e.process else { return };
         if let Some(what) = tampering(&p.exe, &p.args) {
             out.push(Finding {
                 rule: &RULE,
