@@ -34,18 +34,18 @@ impl Detector for Injection {
     fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
         if let (Some(f), Some(p), "file_write") = (&e.file, &e.process, e.kind.as_str()) {
             let target = proc_mem_target(&f.path);
-            if let Some(target) = target.filter(|t| *t != p.pid) {
-                if !DEBUGGERS.contains(&base_name(&p.exe)) {
-                    out.push(Finding {
-                        rule: &INJECTION,
-                        process: p.clone(),
-                        evidence: vec![e.seq],
-                        details: vec![
-                            ("request", "/proc/PID/mem write".into()),
-                            ("target_pid", target.to_string()),
-                        ],
-                    });
-                }
+            if let Some(target) = target.filter(|t| *t != p.pid)
+                && !DEBUGGERS.contains(&base_name(&p.exe))
+            {
+                out.push(Finding {
+                    rule: &INJECTION,
+                    process: p.clone(),
+                    evidence: vec![e.seq],
+                    details: vec![
+                        ("request", "/proc/PID/mem write".into()),
+                        ("target_pid", target.to_string()),
+                    ],
+                });
             }
             return;
         }
