@@ -14,12 +14,20 @@ pub const RULE: Rule = Rule {
     mitre: &["T1070.002", "T1070.003"],
 };
 
+/// Log rotation and package management: they delete logs and set file times as their job.
 const ROTATORS: &[&str] = &[
     "logrotate",
     "rsyslogd",
     "systemd-journald",
     "journalctl",
     "savelog",
+    "dpkg",
+    "apt",
+    "apt-get",
+    "rpm",
+    "dnf",
+    "yum",
+    "unattended-upgr",
 ];
 /// Where timestamps of installed programs live.
 const SYSTEM_BINARIES: &[&str] = &[

@@ -898,3 +898,31 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod scratch {
+    use super::*;
+    #[test]
+    fn scratch_perf() {
+        let (rules, _) = SigmaRules::load(None).unwrap();
+        let mk = |kind: &str| proto::Event {
+            kind: kind.into(),
+            process: Some(proto::Process {
+                pid: 1, exe: "/usr/bin/python3".into(),
+                args: vec!["python3".into(), "-m".into(), "http.server".into(), "--bind".into(), "127.0.0.1".into()],
+                parent_exe: "/usr/bin/bash".into(), parent_args: vec!["bash".into(), "-l".into()], user: "root".into(), ..Default::default() }),
+            file: Some(proto::FileInfo { path: "/home/user/.cache/pip/http/a/b/c".into(), ..Default::default() }),
+            net: Some(proto::NetInfo { dst_addr: "1.2.3.4".into(), dst_port: 443, src_addr: "10.0.0.1".into(), src_port: 5555, protocol: "tcp".into(), ..Default::default() }),
+            ..Default::default()
+        };
+        for kind in ["process_exec", "file_write", "file_unlink", "net_connect", "process_fork"] {
+            let e = mk(kind);
+            let n = 1_000_000;
+            let t = std::time::Instant::now();
+            let mut c = 0;
+            for _ in 0..n { c += rules.evaluate(std::hint::black_box(&e)).len(); }
+            let el = t.elapsed();
+            eprintln!("PERF {kind}: {:.0} ns/event ({c})", el.as_nanos() as f64 / n as f64);
+        }
+    }
+}
