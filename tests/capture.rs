@@ -442,22 +442,7 @@ async fn setuid_in_a_child_and_bpf_program_load() {
     let s = s.setid.unwrap();
     assert_eq!((s.ids.as_slice(), s.result), (&[65534i64][..], 0));
 
-    // A two-instruction socket filter: r0 = 0; exit.
-    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-    let license = c"GPL";
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // BPF_PROG_TYPE_SOCKET_FILTER
-    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
-    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    attr[48..58].copy_from_slice(b"sensortest");
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) };
-    assert!(
-        fd >= 0,
-        "BPF_PROG_LOAD: {}",
-        std::io::Error::last_os_error()
-    );
-    unsafe { libc::close(fd as i32) };
+    let fd = sensor_tests::load_bpf(b"sensortest");
     let b = c
         .expect("bpf load", |e| {
             e.bpf.as_ref().is_some_and(|b| b.prog_name == "sensortest")

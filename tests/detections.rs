@@ -11,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use sensor_tests::{Collector, Daemon, Event, TempDir, pid_of, sensor_bin, shared_daemon};
+use sensor_tests::{
+    Collector, Daemon, Event, TempDir, load_bpf, pid_of, sensor_bin, shared_daemon,
+};
 
 fn detection_of(e: &Event) -> Option<&sensor::proto::Detection> {
     e.detection.as_ref()
@@ -208,26 +210,6 @@ async fn kernel_module_load_attempt() {
             .map(String::as_str),
         Some("x=1")
     );
-}
-
-/// Loads a two-instruction socket filter; returns the fd.
-fn load_bpf(name: &[u8]) -> i64 {
-    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-    let license = c"GPL";
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&1u32.to_ne_bytes());
-    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
-    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    attr[48..48 + name.len()].copy_from_slice(name);
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) };
-    assert!(
-        fd >= 0,
-        "BPF_PROG_LOAD: {}",
-        std::io::Error::last_os_error()
-    );
-    unsafe { libc::close(fd as i32) };
-    fd
 }
 
 #[tokio::test(flavor = "multi_thread")]

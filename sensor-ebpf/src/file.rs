@@ -17,8 +17,8 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, kernel_str,
-        off, read, read_ptr, read_user, user_str, wakeup,
+        count_error, count_lost, current_task, enabled, fd_file, file_ino, fill_header, ignored,
+        kernel_str, off, read, read_ptr, read_user, user_str, wakeup,
     },
     maps::{EVENTS, SENSITIVE_NAMES},
     syscall::{entry_args, exit_ret, stash, take},
@@ -209,17 +209,13 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         (*e).fd = f.fd;
         (*e).dirfd = f.dirfd;
         (*e).dirfd2 = f.dirfd2;
-        (*e).ino = 0;
+        (*e).ino = if f.fd >= 0 {
+            file_ino(fd_file(task, f.fd as i64))
+        } else {
+            0
+        };
         (*e).path_len = user_str(f.path, &raw mut (*e).path);
         (*e).path2_len = user_str(f.path2, &raw mut (*e).path2);
-    }
-    if f.fd >= 0 {
-        let file = fd_file(task, f.fd as i64);
-        if let Ok(inode) = read_ptr(file, off().file_inode)
-            && let Ok(ino) = read::<u64>(inode, off().inode_ino)
-        {
-            unsafe { (*e).ino = ino };
-        }
     }
     let r = fill_header(
         unsafe { &raw mut (*e).header },
@@ -273,12 +269,7 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), ()> {
         (*e).dirfd = AT_FDCWD;
         (*e).dirfd2 = AT_FDCWD;
         (*e).path_len = 0;
-        (*e).ino = 0;
-    }
-    if let Ok(inode) = read_ptr(file, o.file_inode)
-        && let Ok(ino) = read::<u64>(inode, o.inode_ino)
-    {
-        unsafe { (*e).ino = ino };
+        (*e).ino = file_ino(file);
     }
     // Leaf first, one fixed slot per component, up to the file system's root.
     let slots = unsafe { (&raw mut (*e).path2).cast::<[u8; COMPONENT_LEN]>() };

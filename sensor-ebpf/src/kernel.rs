@@ -331,33 +331,41 @@ pub fn read_user<T: Copy>(addr: u64) -> Result<T, i64> {
 /// without the terminator.
 #[inline(always)]
 pub fn user_str<const N: usize>(src: u64, dst: *mut [u8; N]) -> u32 {
-    if src == 0 {
-        return 0;
-    }
-    let n = unsafe {
-        aya_ebpf::helpers::generated::bpf_probe_read_user_str(
-            dst as *mut c_void,
-            N as u32,
-            src as *const c_void,
-        )
-    };
-    if n > 0 { (n - 1) as u32 } else { 0 }
+    copy_str(
+        src as usize,
+        dst,
+        aya_ebpf::helpers::generated::bpf_probe_read_user_str,
+    )
 }
 
 /// Copies a NUL-terminated kernel string into `dst` (at most `N` bytes).
 #[inline(always)]
 pub fn kernel_str<const N: usize>(src: usize, dst: *mut [u8; N]) -> u32 {
+    copy_str(
+        src,
+        dst,
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel_str,
+    )
+}
+
+type StrHelper = unsafe fn(*mut c_void, u32, *const c_void) -> i64;
+
+#[inline(always)]
+fn copy_str<const N: usize>(src: usize, dst: *mut [u8; N], helper: StrHelper) -> u32 {
     if src == 0 {
         return 0;
     }
-    let n = unsafe {
-        aya_ebpf::helpers::generated::bpf_probe_read_kernel_str(
-            dst as *mut c_void,
-            N as u32,
-            src as *const c_void,
-        )
-    };
+    let n = unsafe { helper(dst as *mut c_void, N as u32, src as *const c_void) };
     if n > 0 { (n - 1) as u32 } else { 0 }
+}
+
+/// Inode number of the file behind `file`, 0 if unreadable.
+#[inline(always)]
+pub fn file_ino(file: usize) -> u64 {
+    let o = off();
+    read_ptr(file, o.file_inode)
+        .and_then(|inode| read::<u64>(inode, o.inode_ino))
+        .unwrap_or(0)
 }
 
 /// Inode number, device and link count of the file behind `file`.

@@ -30,7 +30,7 @@ const PTRACE_REPORTED: [u64; 9] = [0, 4, 5, 6, 13, 15, 16, 0x4205, 0x4206];
 #[inline(always)]
 fn protected(pid: u64) -> bool {
     let pid = pid as i64;
-    pid > 0 && unsafe { PROTECTED_TGIDS.get((pid as u32)) }.is_some()
+    pid > 0 && unsafe { PROTECTED_TGIDS.get(pid as u32) }.is_some()
 }
 
 #[tracepoint]

@@ -42,7 +42,15 @@ impl OpenFiles {
 
     /// Path of `fd` of `tgid` if it still names inode `ino`.
     pub fn path(&mut self, tgid: u32, fd: i32, ino: u64) -> Option<String> {
-        if let Some(p) = of_fd(tgid, fd) {
+        // The descriptor may already be closed and its number reused: trust /proc only if
+        // it still names the inode the kernel reported.
+        let same = |p: &String| {
+            use std::os::unix::fs::MetadataExt;
+            ino == 0
+                || std::fs::metadata(format!("/proc/{tgid}/fd/{fd}")).is_ok_and(|m| m.ino() == ino)
+                || std::fs::metadata(p).is_ok_and(|m| m.ino() == ino)
+        };
+        if let Some(p) = of_fd(tgid, fd).filter(same) {
             return Some(p);
         }
         match self.map.get(&(tgid, fd)) {

@@ -276,3 +276,24 @@ pub fn summary(e: &Event) -> String {
 pub fn pid_of(e: &Event) -> u32 {
     e.process.as_ref().map_or(0, |p| p.pid)
 }
+
+/// Loads a two-instruction socket filter (`r0 = 0; exit`) named `name` and closes it;
+/// returns the descriptor number the load returned.
+pub fn load_bpf(name: &[u8]) -> i64 {
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // BPF_PROG_TYPE_SOCKET_FILTER
+    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    attr[48..48 + name.len()].copy_from_slice(name);
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) };
+    assert!(
+        fd >= 0,
+        "BPF_PROG_LOAD: {}",
+        std::io::Error::last_os_error()
+    );
+    unsafe { libc::close(fd as i32) };
+    fd
+}
