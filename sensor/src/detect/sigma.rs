@@ -26,8 +26,9 @@
 //! stops the sensor.
 //!
 //! Events are not converted to JSON: a [`rsigma_eval::Event`] view answers field lookups
-//! straight from the protobuf event, so evaluation allocates nothing but the joined
-//! command lines (and only when a rule asks for them).
+//! straight from the protobuf event, so the only allocations this side adds are the
+//! joined command lines, made when a rule asks for them. Only the engine of the event's
+//! category runs, and kinds without a category cost a string match.
 
 use std::{
     borrow::Cow,
