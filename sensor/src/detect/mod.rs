@@ -90,8 +90,10 @@ impl DetectConfig {
         let cfg: Self = serde_json::from_str(&text)
             .with_context(|| format!("parsing detections config {}", path.display()))?;
         let known: HashSet<&str> = all_rules().iter().map(|r| r.id).collect();
+        // Built-in ids are checked here; any other id names a Sigma rule, which may come
+        // from a rules directory loaded later.
         for id in cfg.disabled.iter().chain(cfg.allow.keys()) {
-            if !known.contains(id.as_str()) {
+            if id.starts_with("SNS-") && !known.contains(id.as_str()) {
                 anyhow::bail!(
                     "detections config {}: unknown detection id {id:?}",
                     path.display()
@@ -166,7 +168,7 @@ impl DetectionEngine {
         }
         let mut out = Vec::new();
         for f in self.findings.drain(..) {
-            if self.cfg.disabled.iter().any(|id| id == f.rule.id) || allowed(&self.cfg, &f) {
+            if suppressed(&self.cfg, f.rule.id, Some(&f.process)) {
                 continue;
             }
             out.push(proto::Event {
@@ -194,7 +196,15 @@ impl DetectionEngine {
         }
         if let Some(sigma) = &self.sigma {
             for m in sigma.evaluate(event) {
-                out.push(sigma_detection(event, m));
+                let d = sigma_detection(event, m);
+                let id = d
+                    .detection
+                    .as_ref()
+                    .map(|x| x.id.as_str())
+                    .unwrap_or_default();
+                if !suppressed(&self.cfg, id, d.process.as_ref()) {
+                    out.push(d);
+                }
             }
         }
         out
@@ -229,13 +239,16 @@ fn sigma_detection(event: &proto::Event, m: sigma::SigmaMatch) -> proto::Event {
     }
 }
 
-fn allowed(cfg: &DetectConfig, f: &Finding) -> bool {
-    let Some(a) = cfg.allow.get(f.rule.id) else {
+/// Whether detection `id` is switched off, or `process` is allowlisted for it.
+fn suppressed(cfg: &DetectConfig, id: &str, process: Option<&proto::Process>) -> bool {
+    if cfg.disabled.iter().any(|d| d == id) {
+        return true;
+    }
+    let (Some(a), Some(p)) = (cfg.allow.get(id), process) else {
         return false;
     };
-    a.exe.contains(&f.process.exe)
-        || f.process
-            .ancestors
+    a.exe.contains(&p.exe)
+        || p.ancestors
             .iter()
             .any(|anc| a.ancestor_exe.contains(&anc.exe))
 }
@@ -331,6 +344,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("c.json");
         std::fs::write(&p, r#"{"disabled": ["SNS-9999"]}"#).unwrap();
+        // Sigma rule ids are not known until the rules load: accepted here.
+        let sigma = dir.join("s.json");
+        std::fs::write(
+            &sigma,
+            r#"{"disabled": ["41a539bc-60f4-44b3-b68b-437946c8d298"]}"#,
+        )
+        .unwrap();
+        assert!(DetectConfig::load(&sigma).is_ok());
         assert!(
             DetectConfig::load(&p)
                 .unwrap_err()
