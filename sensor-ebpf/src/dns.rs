@@ -13,8 +13,8 @@ use sensor_common::{DNS_LEN, DnsEvent, EventKind, SockInfo, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, fd_file, fill_header, read_user, skip, sock_info,
-        user_sockaddr, wakeup,
+        count_error, count_lost, current_task, fd_file, read_user, send, skip, sock_info,
+        user_sockaddr,
     },
     maps::EVENTS,
     syscall::entry_args,
@@ -92,14 +92,7 @@ fn try_dns(ctx: &TracePointContext) -> Result<(), i64> {
         (*e)._pad = 0;
         (*e).sock = sock;
     }
-    let r = fill_header(
-        unsafe { &raw mut (*e).header },
-        task,
-        EventKind::DnsQuery,
-        size_of::<DnsEvent>(),
-    );
-    entry.submit(wakeup());
-    r
+    send(entry, task, EventKind::DnsQuery)
 }
 
 /// `(iov_base, iov_len, msg_name)` of a `struct msghdr` (also the head of `struct mmsghdr`).

@@ -17,8 +17,8 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, file_ino, fill_header, ignored,
-        kernel_str, off, read, read_ptr, read_user, user_str, wakeup,
+        count_error, count_lost, current_task, enabled, fd_file, file_ino, ignored, kernel_str,
+        off, read, read_ptr, read_user, send, user_str,
     },
     maps::{EVENTS, SENSITIVE_NAMES},
     syscall::{entry_args, exit_ret, stash, take},
@@ -217,14 +217,7 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         (*e).path_len = user_str(f.path, &raw mut (*e).path);
         (*e).path2_len = user_str(f.path2, &raw mut (*e).path2);
     }
-    let r = fill_header(
-        unsafe { &raw mut (*e).header },
-        task,
-        kind,
-        size_of::<FileEvent>(),
-    );
-    entry.submit(wakeup());
-    r
+    send(entry, task, kind)
 }
 
 /// A read-only open of a file named in `SENSITIVE_NAMES` (nothing was stashed at entry).
@@ -292,12 +285,6 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), ()> {
         i += 1;
     }
     unsafe { (*e).path2_len = n | FILE_PATH_COMPONENTS };
-    let r = fill_header(
-        unsafe { &raw mut (*e).header },
-        task,
-        kind,
-        size_of::<FileEvent>(),
-    );
-    entry.submit(wakeup());
+    let r = send(entry, task, kind);
     r.map_err(|_| ())
 }

@@ -10,6 +10,8 @@ use aya_ebpf::helpers::{
 };
 use sensor_common::{EventHeader, EventKind, KernelOffsets, SockInfo};
 
+use aya_ebpf::maps::ring_buf::RingBufEntry;
+
 use crate::maps::{ENABLED, ERRORS, EVENTS, IGNORED_TGIDS, LOST};
 
 #[unsafe(no_mangle)]
@@ -193,15 +195,29 @@ pub fn wakeup() -> u64 {
     }
 }
 
+/// Fills the header of a reserved record from `task` and submits it; the record is sent
+/// even when a header field could not be read (the error is returned for counting).
+/// Every event layout starts with its `EventHeader`.
+#[inline(always)]
+pub fn send<T: 'static>(
+    mut entry: RingBufEntry<T>,
+    task: usize,
+    kind: EventKind,
+) -> Result<(), i64> {
+    let r = fill_header(
+        entry.as_mut_ptr().cast::<EventHeader>(),
+        task,
+        kind,
+        size_of::<T>(),
+    );
+    entry.submit(wakeup());
+    r
+}
+
 /// Fills the common header from `task` (which need not be the current task: a fork
 /// reports the child). Returns `Err` if any read failed; the fields read so far stay.
 #[inline(always)]
-pub fn fill_header(
-    h: *mut EventHeader,
-    task: usize,
-    kind: EventKind,
-    size: usize,
-) -> Result<(), i64> {
+fn fill_header(h: *mut EventHeader, task: usize, kind: EventKind, size: usize) -> Result<(), i64> {
     let o = off();
     unsafe {
         (*h).kind = kind as u32;

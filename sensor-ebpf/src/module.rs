@@ -11,7 +11,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use sensor_common::{EventKind, MODULE_AT_ENTRY, SyscallEvent, syscalls as nr};
 
 use crate::{
-    kernel::{count_error, count_lost, current_task, fill_header, read, skip, user_str, wakeup},
+    kernel::{count_error, count_lost, current_task, read, send, skip, user_str},
     maps::EVENTS,
 };
 
@@ -60,12 +60,5 @@ fn try_module(ctx: &RawTracePointContext, id: u64) -> Result<(), i64> {
         (*e).sock = Default::default();
         (*e).text_len = user_str(params, &raw mut (*e).text);
     }
-    let r = fill_header(
-        unsafe { &raw mut (*e).header },
-        current_task(),
-        kind,
-        size_of::<SyscallEvent>(),
-    );
-    entry.submit(wakeup());
-    r
+    send(entry, current_task(), kind)
 }

@@ -10,8 +10,8 @@ use sensor_common::{EventKind, NetEvent, PendingCall, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, sock_info,
-        user_sockaddr, wakeup,
+        count_error, count_lost, current_task, enabled, fd_file, ignored, send, sock_info,
+        user_sockaddr,
     },
     maps::EVENTS,
     syscall::{entry_args, exit_ret, stash, take},
@@ -105,12 +105,6 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         entry.discard(0);
         return Ok(());
     }
-    let h = fill_header(
-        unsafe { &raw mut (*e).header },
-        task,
-        kind,
-        size_of::<NetEvent>(),
-    );
-    entry.submit(wakeup());
+    let h = send(entry, task, kind);
     h.and(r)
 }

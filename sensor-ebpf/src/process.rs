@@ -21,8 +21,8 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        blocking, count_error, count_lost, current_task, file_identity, fill_header,
-        in_blocking_scope, kernel_str, off, read, read_ptr, skip, wakeup,
+        blocking, count_error, count_lost, current_task, file_identity, in_blocking_scope,
+        kernel_str, off, read, read_ptr, send, skip,
     },
     maps::EVENTS,
 };
@@ -62,15 +62,8 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
         (*e).env_len = 0;
         (*e)._pad = 0;
     }
-    let header = fill_header(
-        unsafe { &raw mut (*e).header },
-        task,
-        kind,
-        size_of::<ExecEvent>(),
-    );
     let body = exec_body(e, task, bprm, o);
-    entry.submit(wakeup());
-    header.and(body)
+    send(entry, task, kind).and(body)
 }
 
 /// Blocking mode: an image with no name on disk (memfd, deleted file) is killed here, in
@@ -201,19 +194,11 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
     if pid != tgid {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<ForkEvent>(0) else {
+    let Some(entry) = EVENTS.reserve::<ForkEvent>(0) else {
         count_lost(kind);
         return Ok(());
     };
-    let e = entry.as_mut_ptr();
-    let r = fill_header(
-        unsafe { &raw mut (*e).header },
-        child,
-        kind,
-        size_of::<ForkEvent>(),
-    );
-    entry.submit(wakeup());
-    r
+    send(entry, child, kind)
 }
 
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
@@ -246,16 +231,9 @@ fn try_exit(_ctx: &RawTracePointContext) -> Result<(), i64> {
         (*e).exit_code = 0;
         (*e)._pad = 0;
     }
-    let r = fill_header(
-        unsafe { &raw mut (*e).header },
-        task,
-        kind,
-        size_of::<ExitEvent>(),
-    );
     let code = read::<u32>(task, o.task_exit_code);
     if let Ok(c) = code {
         unsafe { (*e).exit_code = c };
     }
-    entry.submit(wakeup());
-    r.and(code.map(|_| ()))
+    send(entry, task, kind).and(code.map(|_| ()))
 }

@@ -12,8 +12,8 @@ use sensor_common::{EventKind, PendingCall, SyscallEvent, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, fill_header, ignored, read_user,
-        sock_info, user_str, wakeup,
+        count_error, count_lost, current_task, enabled, fd_file, ignored, read_user, send,
+        sock_info, user_str,
     },
     maps::{EVENTS, PROTECTED_TGIDS},
     syscall::{entry_args, exit_ret, stash, take},
@@ -120,12 +120,6 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         nr::DUP2 | nr::DUP3 => r = sock_info(fd_file(task, a[0] as i64), sock),
         _ => {}
     }
-    let h = fill_header(
-        unsafe { &raw mut (*e).header },
-        task,
-        kind,
-        size_of::<SyscallEvent>(),
-    );
-    entry.submit(wakeup());
+    let h = send(entry, task, kind);
     h.and(r)
 }
