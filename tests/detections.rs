@@ -12,38 +12,8 @@ use std::{
 };
 
 use sensor_tests::{
-    Collector, Daemon, Event, TempDir, load_bpf, pid_of, sensor_bin, shared_daemon,
+    Collector, Daemon, TempDir, from, is, load_bpf, pid_of, sensor_bin, shared_daemon,
 };
-
-fn detection_of(e: &Event) -> Option<&sensor::proto::Detection> {
-    e.detection.as_ref()
-}
-
-fn is(e: &Event, id: &str) -> bool {
-    detection_of(e).is_some_and(|d| d.id == id)
-}
-
-/// Whether `e` is about `pid` or one of its children.
-fn from(e: &Event, pid: u32) -> bool {
-    e.process
-        .as_ref()
-        .is_some_and(|p| p.pid == pid || p.ppid == pid)
-}
-
-/// Waits for `pid`'s exit event, then a little longer, and checks no detection `id` names it.
-async fn assert_quiet(c: &Collector, pid: u32, id: &str) {
-    c.expect("exit of the benign twin", |e| {
-        e.kind == "process_exit" && pid_of(e) == pid
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let noisy: Vec<_> = c
-        .all()
-        .into_iter()
-        .filter(|e| is(e, id) && from(e, pid))
-        .collect();
-    assert!(noisy.is_empty(), "benign twin raised {id}: {noisy:?}");
-}
 
 const KINDS: [&str; 2] = ["detection", "process_exit"];
 
@@ -115,7 +85,7 @@ async fn reverse_shell_over_dev_tcp() {
         .await
         .map(|e| pid_of(&e))
         .expect("benign shell exit seen");
-    assert_quiet(&c, benign_pid, "SNS-0001").await;
+    c.assert_quiet(benign_pid, "SNS-0001").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -147,7 +117,7 @@ async fn fileless_execution_from_memfd() {
     let benign = Command::new("/bin/true").spawn().unwrap();
     let bpid = benign.id();
     benign.wait_with_output().unwrap();
-    assert_quiet(&c, bpid, "SNS-0002").await;
+    c.assert_quiet(bpid, "SNS-0002").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,7 +150,7 @@ async fn drop_and_execute_in_tmp() {
     let child = Command::new(&ok).spawn().unwrap();
     let bpid = child.id();
     child.wait_with_output().unwrap();
-    assert_quiet(&c, bpid, "SNS-0003").await;
+    c.assert_quiet(bpid, "SNS-0003").await;
     std::fs::remove_dir_all(&installed).unwrap();
 }
 
@@ -320,7 +290,7 @@ async fn ptrace_injection_and_traceme() {
             .unwrap();
         let spid = s.id();
         assert!(s.wait_with_output().unwrap().status.success());
-        assert_quiet(&c, spid, "SNS-0006").await;
+        c.assert_quiet(spid, "SNS-0006").await;
     }
 }
 
@@ -388,7 +358,7 @@ async fn persistence_in_cron_d() {
     // Benign: a look-alike name outside the cron directories.
     let decoy = format!("/etc/cron.d.sensor-test-{}", std::process::id());
     let bpid = sh(&format!("echo '# x' > {decoy}; rm -f {decoy}"));
-    assert_quiet(&c, bpid, "SNS-0008").await;
+    c.assert_quiet(bpid, "SNS-0008").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -423,13 +393,7 @@ async fn listening_service_spawns_a_shell() {
         .unwrap();
     let qpid = quiet.id();
     quiet.wait_with_output().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_quiet(&c, qpid, "SNS-0009").await;
-    assert!(
-        !c.all()
-            .iter()
-            .any(|e| is(e, "SNS-0009") && e.process.as_ref().is_some_and(|p| p.ppid == qpid))
-    );
+    c.assert_quiet(qpid, "SNS-0009").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -461,12 +425,7 @@ async fn download_piped_into_a_shell() {
         script.display(),
         script.display()
     ));
-    assert_quiet(&c, bpid, "SNS-0010").await;
-    assert!(
-        !c.all()
-            .iter()
-            .any(|e| is(e, "SNS-0010") && e.process.as_ref().is_some_and(|p| p.ppid == bpid))
-    );
+    c.assert_quiet(bpid, "SNS-0010").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -475,7 +434,7 @@ async fn log_truncation_and_deletion() {
     let log = format!("/var/log/sensor-test-{}.log", std::process::id());
     // Benign first: appending to a log.
     let bpid = sh(&format!("echo a >> {log}; echo b >> {log}"));
-    assert_quiet(&c, bpid, "SNS-0011").await;
+    c.assert_quiet(bpid, "SNS-0011").await;
     let pid = sh(&format!(": > {log}; rm -f {log}"));
     let e = c
         .expect("SNS-0011", |e| is(e, "SNS-0011") && pid_of(e) == pid)
@@ -520,7 +479,7 @@ async fn crypto_miner_command_line_and_pool_port() {
     }
 
     let bpid = sh("exit 0; -o https://downloads.example:8443/file");
-    assert_quiet(&c, bpid, "SNS-0012").await;
+    c.assert_quiet(bpid, "SNS-0012").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -550,7 +509,7 @@ async fn firewall_flush_is_tampering() {
         Some("firewall flushed")
     );
     let bpid = run(&["-L", "-n"]);
-    assert_quiet(&c, bpid, "SNS-0013").await;
+    c.assert_quiet(bpid, "SNS-0013").await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -596,10 +555,10 @@ async fn credential_access_shadow_and_ssh_key() {
         .unwrap();
     let ppid = passwd.id();
     passwd.wait_with_output().unwrap();
-    assert_quiet(&c, ppid, "SNS-0007").await;
+    c.assert_quiet(ppid, "SNS-0007").await;
     std::fs::write(ssh.join("id_ed25519.pub"), "ssh-ed25519 AAAA\n").unwrap();
     let bpid = sh(&format!("cat {}/id_ed25519.pub > /dev/null", ssh.display()));
-    assert_quiet(&c, bpid, "SNS-0007").await;
+    c.assert_quiet(bpid, "SNS-0007").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -643,7 +602,7 @@ async fn ld_preload_in_a_new_process() {
             .unwrap();
         let spid = s.id();
         s.wait_with_output().unwrap();
-        assert_quiet(&c, spid, "SNS-0014").await;
+        c.assert_quiet(spid, "SNS-0014").await;
     }
 }
 
@@ -665,7 +624,7 @@ async fn signal_to_the_sensor_is_tampering() {
     assert_eq!(det.details.get("signal"), Some(&libc::SIGWINCH.to_string()));
     // Benign: probing whether it runs (signal 0) is not reported.
     let bpid = sh(&format!("kill -0 {target}"));
-    assert_quiet(&c, bpid, "SNS-0013").await;
+    c.assert_quiet(bpid, "SNS-0013").await;
     assert!(!c.all().iter().any(|e| e.signal.is_some() && from(e, bpid)));
 }
 
@@ -692,7 +651,7 @@ async fn timestomping_a_system_binary() {
     let mine = dir.path().join("f");
     std::fs::write(&mine, "x").unwrap();
     let bpid = sh(&format!("touch -r /usr/bin/ls {}", mine.display()));
-    assert_quiet(&c, bpid, "SNS-0011").await;
+    c.assert_quiet(bpid, "SNS-0011").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -253,6 +253,22 @@ impl Collector {
         }
     }
 
+    /// Waits for `pid`'s exit event, then a little longer, and fails the test if a
+    /// detection `id` names `pid` or one of its children.
+    pub async fn assert_quiet(&self, pid: u32, id: &str) {
+        self.expect("exit of the benign look-alike", |e| {
+            e.kind == "process_exit" && pid_of(e) == pid
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let noisy: Vec<_> = self
+            .all()
+            .into_iter()
+            .filter(|e| is(e, id) && from(e, pid))
+            .collect();
+        assert!(noisy.is_empty(), "benign look-alike raised {id}: {noisy:?}");
+    }
+
     pub fn all(&self) -> Vec<Event> {
         self.events.lock().unwrap().clone()
     }
@@ -271,6 +287,18 @@ pub fn summary(e: &Event) -> String {
         p.retain(|k, _| matches!(k.as_str(), "pid" | "tid" | "ppid" | "exe" | "args"));
     }
     v.to_string()
+}
+
+/// Whether `e` is detection `id`.
+pub fn is(e: &Event, id: &str) -> bool {
+    e.detection.as_ref().is_some_and(|d| d.id == id)
+}
+
+/// Whether `e` is about `pid` or one of its children.
+pub fn from(e: &Event, pid: u32) -> bool {
+    e.process
+        .as_ref()
+        .is_some_and(|p| p.pid == pid || p.ppid == pid)
 }
 
 pub fn pid_of(e: &Event) -> u32 {
