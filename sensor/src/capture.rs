@@ -20,10 +20,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 
-use crate::{
-    decode::{Decoded, Decoder},
-    health::Stats,
-};
+use crate::{daemon::Input, decode::Decoder, health::Stats};
 
 /// Poll period: the upper bound this stage adds to event latency.
 pub const POLL_MS: i32 = 10;
@@ -32,7 +29,7 @@ const BATCH: usize = 256;
 
 pub fn spawn(
     mut ring: RingBuf<MapData>,
-    out: SyncSender<Vec<Decoded>>,
+    out: SyncSender<Input>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -64,12 +61,12 @@ pub fn spawn(
                     drop(item);
                     if batch.len() == BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                        if out.send(full).is_err() {
+                        if out.send(Input::Records(full)).is_err() {
                             return;
                         }
                     }
                 }
-                if !batch.is_empty() && out.send(batch).is_err() {
+                if !batch.is_empty() && out.send(Input::Records(batch)).is_err() {
                     return;
                 }
             }

@@ -1,6 +1,7 @@
 //! The daemon: wires the pipeline and runs it until SIGINT or SIGTERM.
 //!
-//! capture (kernel ring buffer -> decoded records, `capture` thread)
+//! capture (kernel ring buffer -> decoded records, `capture` thread;
+//!          fanotify -> scans -> threats, `rtp-*` threads, see [`crate::rtp`])
 //!   -> enrich (process table)  \
 //!   -> detect (behavioural detections) } `pipeline` thread
 //!   -> act (kill in blocking mode)      |
@@ -28,6 +29,7 @@ use sensor_common::EventKind;
 
 use crate::{
     act::Responder,
+    antimalware::{Antimalware, AvConfig, default_workers},
     capture,
     decode::Decoded,
     detect::{DetectConfig, DetectionEngine, DetectionStore, sigma::SigmaRules},
@@ -38,6 +40,7 @@ use crate::{
     process_table::ProcessTable,
     proto,
     publish::{Feed, Publisher},
+    rtp::RtpConfig,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -80,6 +83,41 @@ pub struct DaemonArgs {
     /// Events a stream subscriber may fall behind before it loses the oldest.
     #[arg(long, default_value_t = 4096)]
     pub stream_buffer: usize,
+    /// Where definitions, quarantine, threat history and exclusions are kept (0700).
+    #[arg(long, default_value = "/var/lib/sensor")]
+    pub state_dir: PathBuf,
+    /// Real-time protection: scan files on exec (and open) and after they are written.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub real_time_protection: bool,
+    /// Scan plain opens too, not only execs (default: on in blocking mode).
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub scan_on_open: Option<bool>,
+    /// Mount points to protect instead of every local filesystem (repeatable).
+    #[arg(long)]
+    pub rtp_mount: Vec<PathBuf>,
+    /// Mount points not to protect (repeatable).
+    #[arg(long)]
+    pub rtp_exclude_mount: Vec<PathBuf>,
+    /// Every open or exec waiting on a scan is answered within this; past it, allowed.
+    #[arg(long, default_value_t = crate::antimalware::DEFAULT_DEADLINE.as_millis() as u64)]
+    pub scan_deadline_ms: u64,
+    /// Parallel scan workers (real-time and on-demand); default: one per CPU, at least 2.
+    #[arg(long)]
+    pub scan_workers: Option<usize>,
+    /// Files larger than this are not scanned (allowed and counted).
+    #[arg(long, default_value_t = 64)]
+    pub max_scan_size_mb: u64,
+    /// Delay added to every real-time scan: proves the deadline and fail-open paths.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub debug_scan_delay_ms: u64,
+}
+
+/// What the pipeline thread consumes: kernel records, and detections made elsewhere
+/// (real-time protection and scans) that still need a sequence number and the process
+/// tree.
+pub enum Input {
+    Records(Vec<Decoded>),
+    Detection(Box<proto::Event>),
 }
 
 pub async fn run(args: DaemonArgs) -> Result<()> {
@@ -137,7 +175,25 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let stats = Arc::new(Stats::default());
     *stats.table.lock().unwrap() = table.stats();
     let stop = Arc::new(AtomicBool::new(false));
-    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(64);
+    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Input>(64);
+    let av = Arc::new(Antimalware::start(
+        AvConfig {
+            state_dir: args.state_dir.clone(),
+            blocking: args.mode == Mode::Blocking,
+            real_time: args.real_time_protection,
+            rtp: RtpConfig {
+                scan_on_open: args.scan_on_open.unwrap_or(args.mode == Mode::Blocking),
+                mounts: args.rtp_mount.clone(),
+                exclude_mounts: args.rtp_exclude_mount.clone(),
+                workers: args.scan_workers.unwrap_or_else(default_workers),
+                deadline: Duration::from_millis(args.scan_deadline_ms),
+                scan_delay: Duration::from_millis(args.debug_scan_delay_ms),
+            },
+            max_file_size: args.max_scan_size_mb * 1024 * 1024,
+            scan_workers: args.scan_workers.unwrap_or_else(default_workers),
+        },
+        decoded_tx.clone(),
+    )?);
     let capture = capture::spawn(ring, decoded_tx, stats.clone(), stop.clone())?;
 
     // Enrich -> publish.
@@ -173,6 +229,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             feed,
             health: health.clone(),
             detections,
+            av: av.clone(),
             shutdown: shutdown_rx.clone(),
         },
         unix,
@@ -193,7 +250,9 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     log::info!("shutting down");
     let _ = shutdown_tx.send(true);
     stop.store(true, Ordering::Relaxed);
+    av.stop();
     let _ = capture.join();
+    drop(av);
     let _ = enrich.join();
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(r)) => r?,
@@ -233,16 +292,31 @@ impl Stages {
             self.responder.respond(&event, det, &self.enricher.table);
         }
         self.publisher.publish(event);
-        for mut det in found {
-            det.seq = self.publisher.next_seq();
-            let det = self.publisher.publish(det);
-            self.detections.push(det);
+        for det in found {
+            self.publish_detection(det);
         }
+    }
+
+    fn publish_detection(&mut self, mut det: proto::Event) {
+        det.seq = self.publisher.next_seq();
+        let det = self.publisher.publish(det);
+        self.detections.push(det);
+    }
+
+    /// A detection made outside the kernel pipeline: its process gets the ancestry the
+    /// process table knows.
+    fn run_detection(&mut self, mut det: proto::Event) {
+        if let Some(p) = &det.process
+            && let Some(known) = self.enricher.process_of(p.pid, p.start_time)
+        {
+            det.process = Some(known);
+        }
+        self.publish_detection(det);
     }
 }
 
 fn spawn_pipeline(
-    rx: Receiver<Vec<Decoded>>,
+    rx: Receiver<Input>,
     mut stages: Stages,
     stats: Arc<Stats>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -264,7 +338,8 @@ fn spawn_pipeline(
                         .store(e.hashes_computed(), Ordering::Relaxed);
                 }
                 match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(batch) => batch.into_iter().for_each(|d| stages.run(d)),
+                    Ok(Input::Records(batch)) => batch.into_iter().for_each(|d| stages.run(d)),
+                    Ok(Input::Detection(d)) => stages.run_detection(*d),
                     Err(RecvTimeoutError::Timeout) => {
                         stages.enricher.table.evict_exited(Instant::now())
                     }

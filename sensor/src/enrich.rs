@@ -87,6 +87,27 @@ impl Enricher {
         event
     }
 
+    /// The process as the table knows it (with ancestry), for detections made outside the
+    /// kernel pipeline.
+    pub fn process_of(&mut self, pid: u32, start_ns: u64) -> Option<proto::Process> {
+        let key = ProcessKey::new(pid, start_ns);
+        let e = self.table.get(&key)?;
+        let h = crate::decode::Header {
+            tgid: pid,
+            tid: pid,
+            ppid: e.ppid,
+            start_ns: e.start_ns,
+            comm: e.comm.clone(),
+            uid: e.uid,
+            gid: e.gid,
+            euid: e.euid,
+            egid: e.egid,
+            cgroup_id: e.cgroup_id,
+            ..Default::default()
+        };
+        Some(self.process_info(&key, &h))
+    }
+
     fn process_info(&mut self, key: &ProcessKey, h: &crate::decode::Header) -> proto::Process {
         let mut p = proto::Process {
             pid: h.tgid,

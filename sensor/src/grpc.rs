@@ -25,6 +25,7 @@ pub struct SensorService {
     pub feed: Feed,
     pub health: Arc<HealthSource>,
     pub detections: crate::detect::DetectionStore,
+    pub av: Arc<crate::antimalware::Antimalware>,
     /// Ends open streams when the daemon stops, so shutdown does not wait on clients.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -71,10 +72,140 @@ impl Filter {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
+type ScanStream = Pin<Box<dyn Stream<Item = Result<proto::ScanProgress, Status>> + Send>>;
+
+/// Runs blocking daemon work (disk, scans) off the async threads; errors become
+/// FAILED_PRECONDITION with the whole context chain, which the CLI prints as is.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<Response<T>, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(Response::new(v)),
+        Ok(Err(e)) => Err(Status::failed_precondition(format!("{e:#}"))),
+        Err(e) => Err(Status::internal(e.to_string())),
+    }
+}
 
 #[tonic::async_trait]
 impl proto::sensor_server::Sensor for SensorService {
     type StreamEventsStream = EventStream;
+    type StartScanStream = ScanStream;
+
+    async fn update_definitions(
+        &self,
+        request: Request<proto::UpdateDefinitionsRequest>,
+    ) -> Result<Response<proto::DefinitionsInfo>, Status> {
+        let from = PathBuf::from(request.into_inner().from_dir);
+        let av = self.av.clone();
+        blocking(move || av.update_definitions(&from)).await
+    }
+
+    async fn list_threats(
+        &self,
+        _: Request<proto::ListThreatsRequest>,
+    ) -> Result<Response<proto::ListThreatsResponse>, Status> {
+        Ok(Response::new(proto::ListThreatsResponse {
+            threats: self.av.handler.log.list(),
+        }))
+    }
+
+    async fn list_quarantine(
+        &self,
+        _: Request<proto::ListQuarantineRequest>,
+    ) -> Result<Response<proto::ListQuarantineResponse>, Status> {
+        let av = self.av.clone();
+        blocking(move || {
+            Ok(proto::ListQuarantineResponse {
+                entries: av.handler.quarantine.list(),
+            })
+        })
+        .await
+    }
+
+    async fn restore_quarantine(
+        &self,
+        request: Request<proto::RestoreQuarantineRequest>,
+    ) -> Result<Response<proto::RestoreQuarantineResponse>, Status> {
+        let r = request.into_inner();
+        let av = self.av.clone();
+        blocking(move || {
+            let dest = (!r.path.is_empty()).then(|| PathBuf::from(&r.path));
+            let path = av
+                .handler
+                .quarantine
+                .restore(&r.id, dest.as_deref(), r.overwrite)?;
+            Ok(proto::RestoreQuarantineResponse {
+                path: path.to_string_lossy().into_owned(),
+            })
+        })
+        .await
+    }
+
+    async fn remove_quarantine(
+        &self,
+        request: Request<proto::RemoveQuarantineRequest>,
+    ) -> Result<Response<proto::RemoveQuarantineResponse>, Status> {
+        let id = request.into_inner().id;
+        let av = self.av.clone();
+        blocking(move || {
+            av.handler.quarantine.remove(&id)?;
+            Ok(proto::RemoveQuarantineResponse {})
+        })
+        .await
+    }
+
+    async fn list_exclusions(
+        &self,
+        _: Request<proto::ListExclusionsRequest>,
+    ) -> Result<Response<proto::Exclusions>, Status> {
+        Ok(Response::new((*self.av.handler.exclusions.get()).clone()))
+    }
+
+    async fn change_exclusion(
+        &self,
+        request: Request<proto::ChangeExclusionRequest>,
+    ) -> Result<Response<proto::Exclusions>, Status> {
+        let r = request.into_inner();
+        let av = self.av.clone();
+        blocking(move || av.handler.exclusions.change(&r.kind, &r.value, r.remove)).await
+    }
+
+    async fn start_scan(
+        &self,
+        request: Request<proto::StartScanRequest>,
+    ) -> Result<Response<ScanStream>, Status> {
+        let req = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let av = self.av.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let mut ready = Some(ready_tx);
+            let r = av.scan(&req, |p| {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Ok(()));
+                }
+                // A client that went away does not stop the scan; cancel does.
+                let _ = tx.blocking_send(Ok(p));
+            });
+            if let (Err(e), Some(r)) = (r, ready.take()) {
+                let _ = r.send(Err(e));
+            }
+        });
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Response::new(Box::pin(ReceiverStream::new(rx)))),
+            Ok(Err(e)) => Err(Status::failed_precondition(format!("{e:#}"))),
+            Err(_) => Err(Status::internal("scan ended without reporting")),
+        }
+    }
+
+    async fn cancel_scan(
+        &self,
+        _: Request<proto::CancelScanRequest>,
+    ) -> Result<Response<proto::CancelScanResponse>, Status> {
+        Ok(Response::new(proto::CancelScanResponse {
+            cancelled: self.av.cancel_scan(),
+        }))
+    }
 
     async fn stream_events(
         &self,
@@ -156,7 +287,10 @@ impl proto::sensor_server::Sensor for SensorService {
         &self,
         _: Request<proto::GetHealthRequest>,
     ) -> Result<Response<proto::Health>, Status> {
-        Ok(Response::new(self.health.snapshot()))
+        let mut h = self.health.snapshot();
+        h.real_time_protection = Some(self.av.rtp_health());
+        h.definitions = Some(self.av.definitions());
+        Ok(Response::new(h))
     }
 }
 

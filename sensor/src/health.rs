@@ -122,6 +122,9 @@ impl HealthSource {
                 prevention: self.prevention.clone(),
             }),
             detection: Some(self.detection.clone()),
+            // Filled in by the gRPC layer, which holds the antimalware side.
+            real_time_protection: None,
+            definitions: None,
         }
     }
 }

@@ -3,8 +3,14 @@
 //! The daemon's pipeline, in the order data flows (see [`daemon`]):
 //! capture ([`probes`], [`capture`], [`decode`]) -> enrich ([`process_table`], [`enrich`])
 //! -> detect ([`detect`]) -> act ([`act`]) -> publish ([`publish`], [`grpc`]).
+//!
+//! Beside it, antimalware ([`antimalware`]): the scan engine ([`scan`]), real-time
+//! protection over fanotify ([`rtp`]), on-demand scans ([`ondemand`]), and what is done
+//! with threats ([`threats`], [`quarantine`], [`exclusions`]). Threats join the pipeline
+//! as detections before publish.
 
 pub mod act;
+pub mod antimalware;
 pub mod btf;
 pub mod capture;
 pub mod cli;
@@ -12,12 +18,18 @@ pub mod daemon;
 pub mod decode;
 pub mod detect;
 pub mod enrich;
+pub mod exclusions;
 pub mod grpc;
 pub mod health;
+pub mod ondemand;
 pub mod paths;
 pub mod probes;
 pub mod process_table;
 pub mod publish;
+pub mod quarantine;
+pub mod rtp;
+pub mod scan;
+pub mod threats;
 
 /// Generated from `proto/sensor/v1/sensor.proto`.
 pub mod proto {

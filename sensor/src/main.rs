@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sensor::{cli, daemon};
+use sensor::{cli, cli::antimalware as am, daemon};
 
 #[derive(Parser)]
 #[command(name = "sensor", version, about = "Linux endpoint security sensor")]
@@ -22,6 +22,18 @@ enum Command {
     /// Detections the daemon made.
     #[command(subcommand)]
     Detections(DetectionsCommand),
+    /// Antimalware definitions (signatures and rules).
+    #[command(subcommand)]
+    Definitions(am::DefinitionsCommand),
+    /// Threats found, quarantine, allowed threats.
+    #[command(subcommand)]
+    Threat(am::ThreatCommand),
+    /// What real-time protection and scans leave alone.
+    #[command(subcommand)]
+    Exclusion(am::ExclusionCommand),
+    /// On-demand scans.
+    #[command(subcommand)]
+    Scan(am::ScanCommand),
 }
 
 #[derive(Subcommand)]
@@ -38,5 +50,9 @@ async fn main() -> Result<()> {
         Command::Events(a) => cli::events(a).await,
         Command::Health(a) => cli::health(a).await,
         Command::Detections(DetectionsCommand::List(a)) => cli::detections_list(a).await,
+        Command::Definitions(c) => am::definitions(c).await,
+        Command::Threat(c) => am::threat(c).await,
+        Command::Exclusion(c) => am::exclusion(c).await,
+        Command::Scan(c) => am::scan(c).await,
     }
 }

@@ -281,7 +281,7 @@ impl ProcessTable {
 }
 
 /// A process as `/proc` describes it, or `None` if it vanished or is unreadable.
-fn read_proc(pid: u32) -> Option<ProcessEntry> {
+pub fn read_proc(pid: u32) -> Option<ProcessEntry> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm may contain spaces and parentheses: it ends at the last ')'.
     let open = stat.find('(')?;

@@ -10,6 +10,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::proto::{self, sensor_client::SensorClient};
 
+pub mod antimalware;
+
 pub const DEFAULT_SOCKET: &str = "/run/sensor/sensor.sock";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -214,6 +216,8 @@ pub fn health_json(h: &proto::Health) -> Value {
         "pipeline": h.pipeline,
         "platform": h.platform,
         "detection": h.detection,
+        "real_time_protection": h.real_time_protection,
+        "definitions": h.definitions,
     })
 }
 
@@ -256,6 +260,33 @@ fn health_text(h: &proto::Health) -> String {
         for r in &d.sigma_skipped {
             let _ = writeln!(s, "  SKIPPED {r}");
         }
+    }
+    if let Some(r) = &h.real_time_protection {
+        let _ = writeln!(
+            s,
+            "real-time prot.    {} ({} mounts)",
+            r.status,
+            r.marks.len()
+        );
+        if r.enabled {
+            let _ = writeln!(
+                s,
+                "  scan on open {}, deadline {} ms, {} workers",
+                r.scan_on_open, r.deadline_ms, r.workers
+            );
+            let _ = writeln!(
+                s,
+                "  scanned {}, cache hits {}, threats {}, denied {}, deadline allowed {}, error allowed {}",
+                r.scanned, r.cache_hits, r.threats, r.denied, r.deadline_allowed, r.error_allowed
+            );
+        }
+    }
+    if let Some(d) = &h.definitions {
+        let _ = writeln!(
+            s,
+            "definitions        {} ({}; {} hashes, {} yara rules)",
+            d.version, d.status, d.hash_signatures, d.yara_rules
+        );
     }
     let _ = writeln!(
         s,
