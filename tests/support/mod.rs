@@ -51,6 +51,38 @@ impl Drop for TempDir {
     }
 }
 
+/// A private tmpfs, the only thing a real-time protection test lets its daemon mark.
+/// Lazily unmounted on drop, so an open file left behind cannot keep it mounted.
+pub struct Tmpfs(TempDir);
+
+impl Tmpfs {
+    pub fn mount(tag: &str) -> Result<Self> {
+        let dir = TempDir::new(tag);
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m,mode=0755", "sensor-test"])
+            .arg(dir.path())
+            .status()?;
+        if !st.success() {
+            bail!("mounting a tmpfs on {}", dir.path().display());
+        }
+        Ok(Self(dir))
+    }
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+    pub fn arg(&self) -> &str {
+        self.0.path().to_str().unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.arg()).unwrap();
+        // SAFETY: a valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 pub struct Daemon {
     pub child: Child,
     pub socket: PathBuf,
@@ -68,6 +100,14 @@ impl Daemon {
         let socket = dir.path().join("sensor.sock");
         let mut cmd = Command::new(sensor_bin());
         cmd.arg("daemon").arg("--socket").arg(&socket).args(extra);
+        if !extra.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(dir.path().join("state"));
+        }
+        // Real-time protection marks every local filesystem by default: a test daemon
+        // marks only the tmpfs its test mounted (`--rtp-mount`), or nothing.
+        if !extra.contains(&"--rtp-mount") {
+            cmd.arg("--real-time-protection=false");
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
         cmd.stderr(std::fs::File::create(dir.path().join("daemon.log"))?);
         if die_with_parent {
@@ -126,6 +166,36 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Runs the CLI against this daemon; fails with its stderr if it fails.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(sensor_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "sensor {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `cli(args + --output json)`: one JSON document, or one per line.
+    pub fn cli_json(&self, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let out = self.cli(&a)?;
+        if let Ok(v) = serde_json::from_str(&out) {
+            return Ok(vec![v]);
+        }
+        out.lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+            .collect()
     }
 
     /// SIGTERM, then wait for the exit (SIGKILL after 20 s).

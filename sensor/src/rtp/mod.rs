@@ -377,10 +377,11 @@ fn reader(
                     }
                     Err(TrySendError::Disconnected(_)) => return,
                 }
-            } else if mask & fanotify::CLOSE_WRITE != 0 && pid != sh.self_pid {
-                if let Err(TrySendError::Full(_)) = writes.try_send(WriteJob { fd, pid }) {
-                    bump(&st.write_scans_dropped);
-                }
+            } else if mask & fanotify::CLOSE_WRITE != 0
+                && pid != sh.self_pid
+                && let Err(TrySendError::Full(_)) = writes.try_send(WriteJob { fd, pid })
+            {
+                bump(&st.write_scans_dropped);
             }
         }
     }
