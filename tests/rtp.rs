@@ -197,8 +197,33 @@ async fn excluded_folder_is_not_blocked() {
 
     assert_eq!(std::fs::read(dir.join("eicar.txt")).unwrap(), EICAR);
     assert!(rtp(&d).excluded >= 1);
-    // The same file outside the folder is still blocked.
+
+    // By extension, and by process.
+    d.cli(&["exclusion", "extension", "add", "--name", ".iso"])
+        .unwrap();
+    std::fs::write(m.path().join("image.iso"), EICAR).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(std::fs::read(m.path().join("image.iso")).unwrap(), EICAR);
+    d.cli(&["exclusion", "process", "add", "--path", "/usr/bin/head"])
+        .unwrap();
+    let head = Command::new("/usr/bin/head")
+        .arg(m.path().join("eicar.txt"))
+        .output()
+        .unwrap();
+    assert!(head.status.success(), "excluded process was blocked");
+    assert_eq!(head.stdout, EICAR);
+
+    // The same file outside the folder, opened by anyone else, is still blocked.
     assert!(eperm(std::fs::read(m.path().join("eicar.txt"))));
+    d.cli(&[
+        "exclusion",
+        "folder",
+        "remove",
+        "--path",
+        dir.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert!(eperm(std::fs::read(dir.join("eicar.txt"))));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -439,5 +464,70 @@ async fn custom_scan_finds_threats_without_following_symlink_loops() {
     assert!(
         Path::new(s["found"][0]["path"].as_str().unwrap()).exists(),
         "found path is not the file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_and_quarantine_survive_a_restart() {
+    let m = Tmpfs::mount("rtp-restart").unwrap();
+    let state = TempDir::new("state");
+    let f = m.path().join("eicar.txt");
+    std::fs::write(&f, EICAR).unwrap();
+    let state_arg = state.path().to_str().unwrap();
+    let mut d = daemon("blocking", &m, &["--state-dir", state_arg]);
+    assert!(eperm(std::fs::read(&f)));
+    let q1 = d.cli_json(&["threat", "quarantine", "list"]).unwrap();
+    assert_eq!(q1.len(), 1);
+    assert!(d.stop().unwrap().success());
+    drop(d);
+
+    let d = daemon("blocking", &m, &["--state-dir", state_arg]);
+    assert_eq!(d.cli_json(&["threat", "quarantine", "list"]).unwrap(), q1);
+    let t = d.cli_json(&["threat", "list"]).unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0]["quarantine_id"], q1[0]["id"]);
+    let id = q1[0]["id"].as_str().unwrap();
+    d.cli(&["threat", "quarantine", "remove", "--id", id])
+        .unwrap();
+    assert!(
+        d.cli_json(&["threat", "quarantine", "list"])
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_running_scan_can_be_cancelled() {
+    let m = Tmpfs::mount("rtp-cancel").unwrap();
+    let d = daemon("passive", &m, &[]);
+    let scan = Command::new(sensor_tests::sensor_bin())
+        .args([
+            "scan",
+            "custom",
+            "--path",
+            "/",
+            "--workers",
+            "1",
+            "--output",
+            "json",
+        ])
+        .arg("--socket")
+        .arg(&d.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // A second scan is refused while one runs.
+    let second = d.cli(&["scan", "custom", "--path", "/tmp"]);
+    assert!(second.unwrap_err().to_string().contains("already running"));
+    d.cli(&["scan", "cancel"]).unwrap();
+    let out = scan.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["cancelled"], true, "{s}");
+    assert!(s["files"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        d.cli(&["scan", "cancel"]).is_err(),
+        "nothing left to cancel"
     );
 }

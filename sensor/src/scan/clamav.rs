@@ -125,6 +125,11 @@ impl HashDb {
         Ok(n)
     }
 
+    /// Whether any signature could match a file of this size.
+    pub fn wants(&self, size: u64) -> bool {
+        self.tables.iter().any(|t| t.wants(size))
+    }
+
     /// The name of the first signature `data` matches. Only the digests some signature of
     /// this size needs are computed.
     pub fn lookup(&self, data: &[u8]) -> Option<String> {

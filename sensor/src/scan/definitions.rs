@@ -92,6 +92,13 @@ impl Definitions {
     }
 }
 
+impl Definitions {
+    /// Whether a file of `size` bytes could match anything in this set.
+    pub fn could_match(&self, size: u64) -> bool {
+        size <= super::eicar::MAX_LEN as u64 || self.yara.is_some() || self.hashes.wants(size)
+    }
+}
+
 /// The files of a definitions directory that the loader reads, sorted by name so the
 /// derived version does not depend on directory order.
 fn definition_files(dir: &Path) -> Result<Vec<PathBuf>> {

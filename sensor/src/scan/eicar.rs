@@ -8,7 +8,7 @@ pub const NAME: &str = "EICAR-Test-File";
 pub const STRING: &[u8; 68] =
     b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
-const MAX_LEN: usize = 128;
+pub const MAX_LEN: usize = 128;
 
 pub fn matches(data: &[u8]) -> bool {
     data.len() <= MAX_LEN
