@@ -499,18 +499,25 @@ async fn history_and_quarantine_survive_a_restart() {
 #[test]
 fn a_running_scan_can_be_cancelled() {
     let m = Tmpfs::mount("rtp-cancel").unwrap();
-    let d = daemon("passive", &m, &[]);
+    // 40 files at 200 ms each on one worker: 8 s unless cancelled. The tree is this
+    // test's own: a scan of shared directories would open other tests' files.
+    let d = daemon("passive", &m, &["--debug-scan-delay-ms", "200"]);
+    let tree = TempDir::new("cancel-tree");
+    for i in 0..40 {
+        std::fs::write(tree.path().join(format!("f{i}")), b"x").unwrap();
+    }
+    let started = Instant::now();
     let scan = Command::new(sensor_tests::sensor_bin())
         .args([
             "scan",
             "custom",
-            "--path",
-            "/",
             "--workers",
             "1",
             "--output",
             "json",
+            "--path",
         ])
+        .arg(tree.path())
         .arg("--socket")
         .arg(&d.socket)
         .stdout(std::process::Stdio::piped())
@@ -518,7 +525,7 @@ fn a_running_scan_can_be_cancelled() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     // A second scan is refused while one runs.
-    let second = d.cli(&["scan", "custom", "--path", "/tmp"]);
+    let second = d.cli(&["scan", "custom", "--path", tree.path().to_str().unwrap()]);
     assert!(second.unwrap_err().to_string().contains("already running"));
     d.cli(&["scan", "cancel"]).unwrap();
     let out = scan.wait_with_output().unwrap();
@@ -526,6 +533,8 @@ fn a_running_scan_can_be_cancelled() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["cancelled"], true, "{s}");
     assert!(s["files"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["files"].as_u64().unwrap() < 40, "{s}");
+    assert!(started.elapsed() < Duration::from_secs(6));
     assert!(
         d.cli(&["scan", "cancel"]).is_err(),
         "nothing left to cancel"

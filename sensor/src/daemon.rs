@@ -107,7 +107,7 @@ pub struct DaemonArgs {
     /// Files larger than this are not scanned (allowed and counted).
     #[arg(long, default_value_t = 64)]
     pub max_scan_size_mb: u64,
-    /// Delay added to every real-time scan: proves the deadline and fail-open paths.
+    /// Delay added to every scan: proves the deadline, fail-open and cancel paths.
     #[arg(long, default_value_t = 0, hide = true)]
     pub debug_scan_delay_ms: u64,
 }

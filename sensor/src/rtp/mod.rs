@@ -103,8 +103,17 @@ struct Pending {
 
 impl Pending {
     fn answer(&self, allow: bool) -> bool {
+        self.answer_counted(allow, None)
+    }
+
+    /// Answers and, if this call is the one that answers, counts it in `why` first: a
+    /// client that reads the counters right after its open returns must see it.
+    fn answer_counted(&self, allow: bool, why: Option<&AtomicU64>) -> bool {
         if self.answered.swap(true, Ordering::AcqRel) {
             return false;
+        }
+        if let Some(c) = why {
+            bump(c);
         }
         self.stats.pending.fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = self.group.respond(self.fd.as_raw_fd(), allow) {
@@ -406,9 +415,7 @@ fn deadline_keeper(deadlines: &Deadlines, st: &RtpStats, stop: &AtomicBool) {
         let now = Instant::now();
         let wait = match q.front() {
             Some(p) if p.deadline <= now => {
-                if p.answer(true) {
-                    bump(&st.deadline_allowed);
-                }
+                p.answer_counted(true, Some(&st.deadline_allowed));
                 q.pop_front();
                 continue;
             }
@@ -426,10 +433,7 @@ fn worker(rx: &Mutex<Receiver<Job>>, sh: &Shared, stop: &AtomicBool) {
             Ok(Job::Perm { pending, pid, exec }) => {
                 let access = if exec { Access::Exec } else { Access::Open };
                 let allow = decide(sh, &pending.fd, pid, access);
-                if !allow {
-                    bump(&sh.stats.denied);
-                }
-                pending.answer(allow);
+                pending.answer_counted(allow, (!allow).then_some(&sh.stats.denied));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
