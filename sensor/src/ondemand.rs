@@ -13,7 +13,7 @@ use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::sync_channel,
+        mpsc::{RecvTimeoutError, sync_channel},
     },
     time::{Duration, Instant},
 };
@@ -135,7 +135,6 @@ pub fn run(
     };
     let (tx, rx) = sync_channel::<PathBuf>(1024);
     let rx = Mutex::new(rx);
-    let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let walker = s.spawn(|| {
             for root in &job.roots {
@@ -173,18 +172,18 @@ pub fn run(
             cancelled: cancel.load(Ordering::Relaxed),
             found: std::mem::take(&mut *found.lock().unwrap()),
         };
-        s.spawn(|| {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        s.spawn(move || {
             let _ = walker.join();
             for w in workers {
                 let _ = w.join();
             }
-            done.store(true, Ordering::Release);
+            drop(done_tx);
         });
-        while !done.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(200));
-            if !done.load(Ordering::Acquire) {
-                progress(snapshot(false));
-            }
+        // Woken by the end itself, so the reported duration is the scan's, not a tick's.
+        while let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(Duration::from_millis(200))
+        {
+            progress(snapshot(false));
         }
         progress(snapshot(true));
     });

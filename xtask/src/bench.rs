@@ -5,6 +5,8 @@
 //!
 //! - `capture`: a fork+exec storm of `/bin/true`; reports the slowdown, how
 //!   many exec events the daemon saw and lost, its CPU time and peak RSS.
+//! - `rtp`: real-time protection on file opens, against ClamAV's clamonacc
+//!   (in `bench_rtp`).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,9 @@ pub enum Bench {
     Capture(CaptureArgs),
     /// Detection engine throughput, and exec-to-detection latency on the gRPC stream.
     Detect,
+    /// Real-time protection: cold and cached open+read of small files, against no
+    /// scanner and against ClamAV's clamonacc; `scan custom` throughput.
+    Rtp(crate::bench_rtp::RtpArgs),
 }
 
 #[derive(Args)]
@@ -42,6 +47,7 @@ pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Capture(args) => capture(&args),
         Bench::Detect => detect(),
+        Bench::Rtp(args) => crate::bench_rtp::rtp(&args),
     }
 }
 
@@ -202,7 +208,7 @@ impl From<&Value> for HealthCounts {
     }
 }
 
-fn health(bin: &Path, socket: &Path) -> Result<Value> {
+pub(crate) fn health(bin: &Path, socket: &Path) -> Result<Value> {
     let out = cmd::output(
         Command::new(bin)
             .args(["health", "--socket"])
@@ -347,7 +353,7 @@ fn daemon_peak_rss_mb(pid: u32) -> Result<f64> {
     Ok(kb as f64 / 1024.0)
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len().is_multiple_of(2) {
@@ -368,11 +374,11 @@ fn max(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
         .and_then(|v| v.into_iter().reduce(f64::max))
 }
 
-fn or_na<T: std::fmt::Display>(v: Option<T>, fmt: impl Fn(T) -> String) -> String {
+pub(crate) fn or_na<T: std::fmt::Display>(v: Option<T>, fmt: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "n/a".to_owned(), fmt)
 }
 
-fn verdict(ok: Option<bool>) -> &'static str {
+pub(crate) fn verdict(ok: Option<bool>) -> &'static str {
     match ok {
         Some(true) => "PASS",
         Some(false) => "MISS",

@@ -4,9 +4,10 @@
 //!
 //! Modules: `cmd` runs external commands, `setup` installs toolchain pieces
 //! and mounts kernel filesystems, `build` drives the two-stage build,
-//! `bench` holds the benchmarks.
+//! `bench` holds the benchmarks, `bench_rtp` the real-time protection one.
 
 mod bench;
+mod bench_rtp;
 mod build;
 mod cmd;
 mod setup;
@@ -61,6 +62,9 @@ enum Cmd {
     /// process it starts has one recognisable parent.
     #[command(hide = true)]
     Storm { iterations: u64 },
+    /// The workload of `bench rtp`: opens and reads every file of DIR twice.
+    #[command(hide = true)]
+    ReadFiles { dir: std::path::PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +93,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Test { args } => return test(&args),
         Cmd::Bench { bench } => bench::run(bench)?,
         Cmd::Storm { iterations } => bench::storm(iterations)?,
+        Cmd::ReadFiles { dir } => bench_rtp::read_files(&dir)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -258,12 +258,12 @@ fn mount(source: &str, target: &str, fstype: &str) -> Result<()> {
 /// Runs apt-get non-interactively, refreshing the package lists once per
 /// xtask run and only when something has to be installed.
 #[derive(Default)]
-struct Apt {
+pub(crate) struct Apt {
     updated: bool,
 }
 
 impl Apt {
-    fn install(&mut self, package: &str) -> Result<()> {
+    pub(crate) fn install(&mut self, package: &str) -> Result<()> {
         if !self.updated {
             println!("setup: running apt-get update ...");
             apt_get(&["update"])?;

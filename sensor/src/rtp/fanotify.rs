@@ -174,7 +174,7 @@ impl Group {
         Ok(())
     }
 
-    /// Waits up to `timeout_ms` for events and reads what is queued.
+    /// Waits up to `timeout_ms` for events and reads what is queued (0: does not wait).
     pub fn read(&self, buf: &mut [u8], timeout_ms: i32) -> io::Result<Vec<Event>> {
         let mut pfd = libc::pollfd {
             fd: self.raw(),
@@ -182,7 +182,7 @@ impl Group {
             revents: 0,
         };
         // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, timeout_ms) } <= 0 {
+        if timeout_ms != 0 && unsafe { libc::poll(&mut pfd, 1, timeout_ms) } <= 0 {
             return Ok(Vec::new());
         }
         // SAFETY: buf is valid for buf.len() bytes.

@@ -85,6 +85,7 @@ pub struct RtpStats {
     pub ignore_marks: AtomicU64,
     pub write_scans_dropped: AtomicU64,
     pub overflows: AtomicU64,
+    pub unmatchable: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -317,6 +318,7 @@ impl Rtp {
             ignore_marks: g(&s.ignore_marks),
             write_scans_dropped: g(&s.write_scans_dropped),
             overflows: g(&s.overflows),
+            unmatchable: g(&s.unmatchable),
         }
     }
 }
@@ -333,8 +335,13 @@ fn reader(
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let st = &sh.stats;
+    let mut last_event = Instant::now() - SPIN;
     while !stop.load(Ordering::Relaxed) {
-        let events = match sh.group.read(&mut buf, 100) {
+        // Right after an event, look again without sleeping: a process opening files in
+        // a row sends the next one within microseconds, and waking a sleeping reader from
+        // another CPU costs tens of microseconds on a VM. Idle, the reader sleeps in poll.
+        let wait = if last_event.elapsed() < SPIN { 0 } else { 100 };
+        let events = match sh.group.read(&mut buf, wait) {
             Ok(e) => e,
             Err(e) => {
                 log::error!("fanotify read: {e}");
@@ -342,6 +349,13 @@ fn reader(
                 continue;
             }
         };
+        if events.is_empty() {
+            if wait == 0 {
+                std::hint::spin_loop();
+            }
+            continue;
+        }
+        last_event = Instant::now();
         for ev in events {
             bump(&st.events);
             if ev.is_overflow() {
@@ -372,11 +386,13 @@ fn reader(
                     pending.answer(true);
                     continue;
                 }
-                {
-                    let (q, cv) = deadlines;
-                    q.lock().unwrap().push_back(pending.clone());
-                    cv.notify_one();
+                if let Some(allow) = quick_verdict(sh, &pending.fd) {
+                    pending.answer(allow);
+                    continue;
                 }
+                // No wakeup for the keeper: it looks at the queue every KEEPER_TICK, and a
+                // wakeup per event would cost more than the deadline's precision is worth.
+                deadlines.0.lock().unwrap().push_back(pending.clone());
                 let exec = mask & fanotify::OPEN_EXEC_PERM != 0;
                 match jobs.try_send(Job::Perm { pending, pid, exec }) {
                     Ok(()) => {}
@@ -388,6 +404,7 @@ fn reader(
                 }
             } else if mask & fanotify::CLOSE_WRITE != 0
                 && pid != sh.self_pid
+                && quick_verdict(sh, &fd).is_none()
                 && let Err(TrySendError::Full(_)) = writes.try_send(WriteJob { fd, pid })
             {
                 bump(&st.write_scans_dropped);
@@ -395,6 +412,44 @@ fn reader(
         }
     }
 }
+
+/// The verdicts that need neither the file's content nor its path, given on the reader
+/// thread without a hop to a worker: not a regular file, over the size limit, or a size no
+/// signature can have (no YARA rules loaded, too long for EICAR, no hash of that size).
+/// Only an fstat of an fd already open: it cannot block.
+fn quick_verdict(sh: &Shared, fd: &OwnedFd) -> Option<bool> {
+    // SAFETY: fstat into a zeroed stat, on an fd we own.
+    let mut stbuf: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut stbuf) } != 0 {
+        return None;
+    }
+    if stbuf.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Some(true);
+    }
+    let size = stbuf.st_size as u64;
+    if size > sh.engine.max_size() {
+        bump(&sh.stats.too_large);
+        return Some(true);
+    }
+    if sh.engine.definitions().could_match(size) {
+        return None;
+    }
+    bump(&sh.stats.unmatchable);
+    let key = FileKey {
+        mtime: (stbuf.st_mtime, stbuf.st_mtime_nsec),
+        ctime: (stbuf.st_ctime, stbuf.st_ctime_nsec),
+        size,
+    };
+    let file = File::from(fd.try_clone().ok()?);
+    ignore(sh, fd, &file, key);
+    Some(true)
+}
+
+/// How long the reader keeps looking for events after one before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// How often the keeper looks for overdue events: the deadline's precision.
+const KEEPER_TICK: Duration = Duration::from_millis(20);
 
 fn deadline_keeper(deadlines: &Deadlines, st: &RtpStats, stop: &AtomicBool) {
     let (q, cv) = deadlines;
@@ -419,8 +474,8 @@ fn deadline_keeper(deadlines: &Deadlines, st: &RtpStats, stop: &AtomicBool) {
                 q.pop_front();
                 continue;
             }
-            Some(p) => (p.deadline - now).min(Duration::from_millis(100)),
-            None => Duration::from_millis(100),
+            Some(p) => (p.deadline - now).min(KEEPER_TICK),
+            None => KEEPER_TICK,
         };
         q = cv.wait_timeout(q, wait).unwrap().0;
     }
