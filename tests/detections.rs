@@ -180,6 +180,19 @@ async fn kernel_module_load_attempt() {
             .map(String::as_str),
         Some("x=1")
     );
+
+    // Benign: module tools that do not load anything (listing, a dry-run modprobe).
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "cat /proc/modules >/dev/null 2>&1; lsmod >/dev/null 2>&1; \
+             modprobe --dry-run --quiet loop >/dev/null 2>&1; true",
+        ])
+        .spawn()
+        .unwrap();
+    let bpid = child.id();
+    child.wait_with_output().unwrap();
+    c.assert_quiet(bpid, "SNS-0004").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,7 @@
 //! These prototypes are stable from 4.x through 6.18.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
+    helpers::generated::{bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_send_signal},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
@@ -24,7 +24,7 @@ use crate::{
         blocking, count_error, count_lost, current_task, file_identity, in_blocking_scope,
         kernel_str, off, read, read_ptr, send, skip,
     },
-    maps::EVENTS,
+    maps::{DROPPED, EVENTS},
 };
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
@@ -43,8 +43,8 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let task: usize = ctx.arg::<u64>(0) as usize;
     let bprm: usize = ctx.arg::<u64>(2) as usize;
     // Decided before anything can fail to be reported: a full ring buffer must not let a
-    // fileless image run.
-    let killed = prevent_fileless(task, bprm);
+    // fileless or dropped image run.
+    let killed = prevent(task, bprm);
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count_lost(kind);
         return Ok(());
@@ -66,23 +66,41 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     send(entry, task, kind).and(body)
 }
 
-/// Blocking mode: an image with no name on disk (memfd, deleted file) is killed here, in
-/// the tracepoint that runs after the kernel committed to the new image and before its
-/// first instruction. runc's own memfd clone is exempt: every container start uses it.
-fn prevent_fileless(task: usize, bprm: usize) -> bool {
+/// Blocking mode: an image with no name on disk (memfd, deleted file), or one dropped in a
+/// world-writable directory within the window (`DROPPED`), is killed here, in the
+/// tracepoint that runs after the kernel committed to the new image and before its first
+/// instruction.
+fn prevent(task: usize, bprm: usize) -> bool {
     if !blocking() {
         return false;
     }
-    let o = off();
-    let Ok(file) = read_ptr(bprm, o.binprm_file) else {
+    let Ok(file) = read_ptr(bprm, off().binprm_file) else {
         return false;
     };
-    let Ok((_, _, nlink)) = file_identity(file) else {
+    let Ok((ino, dev, nlink)) = file_identity(file) else {
         return false;
     };
-    if nlink != 0 || !in_blocking_scope(task) {
+    let doomed = if nlink == 0 {
+        !runc_clone(file)
+    } else {
+        dropped(ino, dev)
+    };
+    if !doomed || !in_blocking_scope(task) {
         return false;
     }
+    unsafe { bpf_send_signal(SIGKILL) == 0 }
+}
+
+fn dropped(ino: u64, dev: u32) -> bool {
+    match unsafe { DROPPED.get(&[ino, u64::from(dev)]) } {
+        Some(&deadline) => deadline >= unsafe { bpf_ktime_get_boot_ns() },
+        None => false,
+    }
+}
+
+/// runc's own memfd clone is exempt: every container start uses it.
+fn runc_clone(file: usize) -> bool {
+    let o = off();
     let mut name = [0u8; 24];
     if let Ok(dentry) = read_ptr(file, o.file_dentry)
         && let Ok(n) = read_ptr(dentry, o.dentry_name)
@@ -98,10 +116,7 @@ fn prevent_fileless(task: usize, bprm: usize) -> bool {
         }
         i += 1;
     }
-    if runc {
-        return false;
-    }
-    unsafe { bpf_send_signal(SIGKILL) == 0 }
+    runc
 }
 
 const SIGKILL: u32 = 9;

@@ -2,14 +2,21 @@
 //!
 //! Detections marked preventable (reverse shell, fileless execution, drop and execute,
 //! crypto miner) are acted on in blocking mode. Fileless images are killed by the kernel
-//! program at exec, before their first instruction; this stage records that. The others
-//! are decided in userspace and killed from here: the offending process and, for a
-//! reverse shell, the shells it started. Passive mode never kills.
+//! program at exec, before their first instruction; so are dropped files, once this stage
+//! has seen the drop and armed the kernel with the file's inode (`DROPPED`). This stage
+//! records those kills. The rest is decided in userspace and killed from here: the
+//! offending process and, for a reverse shell, the shells it started (also a drop executed
+//! faster than its file event reached userspace). Passive mode never kills.
 //!
 //! A process is killed only after checking that its pid still names the same process
 //! (start time from /proc), so a reused pid is never hit.
 
+use std::os::unix::fs::MetadataExt;
+
+use aya::maps::{HashMap, MapData};
+
 use crate::{
+    detect::drop_exec::dropped_path,
     process_table::{ProcessKey, ProcessTable},
     proto,
 };
@@ -21,11 +28,49 @@ pub struct Responder {
     blocking: bool,
     /// Blocking applies only to this process and its descendants.
     scope: Option<u32>,
+    /// The kernel's map of dropped files, and how long after the drop an exec is killed.
+    dropped: Option<(HashMap<MapData, [u64; 2], u64>, u64)>,
 }
 
 impl Responder {
     pub fn new(blocking: bool, scope: Option<u32>) -> Self {
-        Self { blocking, scope }
+        Self {
+            blocking,
+            scope,
+            dropped: None,
+        }
+    }
+
+    /// Arms the kernel program with files dropped in world-writable directories, so their
+    /// exec within `window_ns` is killed before the first instruction.
+    pub fn with_dropped_map(
+        mut self,
+        map: HashMap<MapData, [u64; 2], u64>,
+        window_ns: u64,
+    ) -> Self {
+        self.dropped = Some((map, window_ns));
+        self
+    }
+
+    /// Sees every event before detection, so the kernel is armed as early as possible.
+    pub fn observe(&mut self, e: &proto::Event) {
+        if !self.blocking {
+            return;
+        }
+        let (Some((map, window)), Some(path)) = (&mut self.dropped, dropped_path(e)) else {
+            return;
+        };
+        // The kernel knows files by inode and its own device numbering.
+        let Ok(m) = std::fs::metadata(path) else {
+            return;
+        };
+        if !m.is_file() {
+            return;
+        }
+        let dev = (u64::from(libc::major(m.dev())) << 20) | u64::from(libc::minor(m.dev()));
+        if let Err(err) = map.insert([m.ino(), dev], e.timestamp_ns + *window, 0) {
+            log::debug!("arming the kernel for {path}: {err}");
+        }
     }
 
     /// How prevention works here, for health.
@@ -38,10 +83,11 @@ impl Responder {
             None => String::new(),
         };
         format!(
-            "blocking{scope}: fileless images killed at exec by the kernel program \
-             (bpf_send_signal in sched_process_exec); reverse shells, drop-and-execute and \
-             miners killed from userspace after detection; exec denial through BPF LSM not \
-             used ({bpf_lsm_reason})"
+            "blocking{scope}: fileless images and files dropped in world-writable \
+             directories killed at exec by the kernel program (bpf_send_signal in \
+             sched_process_exec); reverse shells, miners, and drops executed before their \
+             file event arrived killed from userspace after detection; exec denial through \
+             BPF LSM not used ({bpf_lsm_reason})"
         )
     }
 

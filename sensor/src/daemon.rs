@@ -164,6 +164,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         counters,
         status,
         enabled,
+        dropped,
         ebpf,
     } = probes;
     for st in status.iter().filter(|s| !s.attached) {
@@ -202,7 +203,9 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let enricher = Enricher::new(table, hashes);
     let publisher = Publisher::new(feed.clone(), stats.clone());
     let detections = DetectionStore::default();
-    let responder = Responder::new(args.mode == Mode::Blocking, args.blocking_scope_pid);
+    let window_ns = detect_cfg.drop_exec_window().as_nanos() as u64;
+    let responder = Responder::new(args.mode == Mode::Blocking, args.blocking_scope_pid)
+        .with_dropped_map(dropped, window_ns);
     let prevention = responder.describe(&crate::probes::bpf_lsm_status().1);
     let stages = Stages {
         enricher,
@@ -287,6 +290,7 @@ impl Stages {
     fn run(&mut self, d: Decoded) {
         let mut event = self.enricher.enrich(d);
         event.seq = self.publisher.next_seq();
+        self.responder.observe(&event);
         let mut found = self.detector.observe(&event);
         for det in &mut found {
             self.responder.respond(&event, det, &self.enricher.table);

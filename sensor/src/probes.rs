@@ -31,6 +31,8 @@ pub struct Probes {
     pub counters: KernelCounters,
     pub status: Vec<proto::ProgramStatus>,
     pub enabled: HashSet<EventKind>,
+    /// Files dropped in world-writable directories, for blocking mode's kills at exec.
+    pub dropped: aya::maps::HashMap<MapData, [u64; 2], u64>,
     pub ebpf: Ebpf,
 }
 
@@ -225,11 +227,14 @@ impl Probes {
             lost: PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST")?)?,
             errors: PerCpuArray::try_from(ebpf.take_map("ERRORS").context("map ERRORS")?)?,
         };
+        let dropped =
+            aya::maps::HashMap::try_from(ebpf.take_map("DROPPED").context("map DROPPED")?)?;
         Ok(Self {
             events,
             counters,
             status,
             enabled,
+            dropped,
             ebpf,
         })
     }

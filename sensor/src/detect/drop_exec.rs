@@ -34,9 +34,6 @@ impl DropExec {
     }
 
     fn remember(&mut self, path: &str, seq: u64, ts: u64) {
-        if !WORLD_WRITABLE.iter().any(|d| path.starts_with(d)) {
-            return;
-        }
         if self.drops.len() >= MAX_DROPS {
             let horizon = ts.saturating_sub(self.window_ns);
             self.drops.retain(|_, (_, t)| *t >= horizon);
@@ -55,26 +52,33 @@ impl DropExec {
     }
 }
 
+/// The file `e` drops into a world-writable directory: written, created, made executable,
+/// renamed or linked there. Shared with blocking mode, which arms the kernel with it.
+pub fn dropped_path(e: &proto::Event) -> Option<&str> {
+    let f = e.file.as_ref()?;
+    let path = match e.kind.as_str() {
+        "file_create" | "file_write" => &f.path,
+        "file_chmod" if f.mode & 0o111 != 0 => &f.path,
+        "file_rename" | "file_link" => &f.new_path,
+        _ => return None,
+    };
+    WORLD_WRITABLE
+        .iter()
+        .any(|d| path.starts_with(d))
+        .then_some(path.as_str())
+}
+
 impl Detector for DropExec {
     fn rules(&self) -> &'static [&'static Rule] {
         &[&RULE]
     }
 
     fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+        if let Some(path) = dropped_path(e) {
+            self.remember(path, e.seq, e.timestamp_ns);
+            return;
+        }
         match e.kind.as_str() {
-            "file_create" | "file_write" | "file_chmod" => {
-                if let Some(f) = &e.file {
-                    let exec_bits = e.kind != "file_chmod" || f.mode & 0o111 != 0;
-                    if exec_bits {
-                        self.remember(&f.path, e.seq, e.timestamp_ns);
-                    }
-                }
-            }
-            "file_rename" | "file_link" => {
-                if let Some(f) = &e.file {
-                    self.remember(&f.new_path, e.seq, e.timestamp_ns);
-                }
-            }
             "process_exec" => {
                 let (Some(x), Some(p)) = (&e.exec, &e.process) else {
                     return;

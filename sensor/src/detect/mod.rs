@@ -12,7 +12,7 @@
 mod anti_forensics;
 mod credential;
 mod download_exec;
-mod drop_exec;
+pub mod drop_exec;
 mod fileless;
 mod injection;
 mod kernel_load;
@@ -84,6 +84,11 @@ pub struct Allowlist {
 }
 
 impl DetectConfig {
+    /// Drop and execute: how long after the drop an exec counts.
+    pub fn drop_exec_window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.drop_exec_window_secs.unwrap_or(600))
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading detections config {}", path.display()))?;
@@ -108,9 +113,7 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(reverse_shell::ReverseShell::default()),
         Box::new(fileless::Fileless),
-        Box::new(drop_exec::DropExec::new(
-            cfg.drop_exec_window_secs.unwrap_or(600),
-        )),
+        Box::new(drop_exec::DropExec::new(cfg.drop_exec_window().as_secs())),
         Box::new(kernel_load::KernelLoad),
         Box::new(injection::Injection),
         Box::new(credential::Credential),
