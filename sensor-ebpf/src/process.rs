@@ -92,7 +92,7 @@ fn prevent(task: usize, bprm: usize) -> bool {
 }
 
 fn dropped(ino: u64, dev: u32) -> bool {
-    match unsafe { DROPPED.get(&[ino, u64::from(dev)]) } {
+    match unsafe { DROPPED.get([ino, u64::from(dev)]) } {
         Some(&deadline) => deadline >= unsafe { bpf_ktime_get_boot_ns() },
         None => false,
     }

@@ -24,12 +24,15 @@ use crate::{
 /// Detections blocking mode stops.
 pub const PREVENTABLE: &[&str] = &["SNS-0001", "SNS-0002", "SNS-0003", "SNS-0012"];
 
+/// (inode, kernel s_dev) -> boot-time deadline of the kill, in the kernel program.
+pub type DroppedMap = HashMap<MapData, [u64; 2], u64>;
+
 pub struct Responder {
     blocking: bool,
     /// Blocking applies only to this process and its descendants.
     scope: Option<u32>,
     /// The kernel's map of dropped files, and how long after the drop an exec is killed.
-    dropped: Option<(HashMap<MapData, [u64; 2], u64>, u64)>,
+    dropped: Option<(DroppedMap, u64)>,
 }
 
 impl Responder {
@@ -43,11 +46,7 @@ impl Responder {
 
     /// Arms the kernel program with files dropped in world-writable directories, so their
     /// exec within `window_ns` is killed before the first instruction.
-    pub fn with_dropped_map(
-        mut self,
-        map: HashMap<MapData, [u64; 2], u64>,
-        window_ns: u64,
-    ) -> Self {
+    pub fn with_dropped_map(mut self, map: DroppedMap, window_ns: u64) -> Self {
         self.dropped = Some((map, window_ns));
         self
     }

@@ -78,26 +78,21 @@ impl Detector for DropExec {
             self.remember(path, e.seq, e.timestamp_ns);
             return;
         }
-        match e.kind.as_str() {
-            "process_exec" => {
-                let (Some(x), Some(p)) = (&e.exec, &e.process) else {
-                    return;
-                };
-                let hit = [p.exe.as_str(), x.filename.as_str()]
-                    .into_iter()
-                    .find_map(|path| self.drops.get(path).map(|d| (path.to_string(), *d)));
-                if let Some((path, (seq, ts))) = hit
-                    && e.timestamp_ns.saturating_sub(ts) <= self.window_ns
-                {
-                    out.push(Finding {
-                        rule: &RULE,
-                        process: p.clone(),
-                        evidence: vec![seq, e.seq],
-                        details: vec![("path", path)],
-                    });
-                }
-            }
-            _ => {}
+        let (Some(x), Some(p)) = (&e.exec, &e.process) else {
+            return;
+        };
+        let hit = [p.exe.as_str(), x.filename.as_str()]
+            .into_iter()
+            .find_map(|path| self.drops.get(path).map(|d| (path.to_string(), *d)));
+        if let Some((path, (seq, ts))) = hit
+            && e.timestamp_ns.saturating_sub(ts) <= self.window_ns
+        {
+            out.push(Finding {
+                rule: &RULE,
+                process: p.clone(),
+                evidence: vec![seq, e.seq],
+                details: vec![("path", path)],
+            });
         }
     }
 }
