@@ -60,9 +60,11 @@ pub fn select(all: &[Mount], include: &[PathBuf], exclude: &[PathBuf]) -> Result
     let mut out: Vec<PathBuf> = Vec::new();
     if include.is_empty() {
         for m in all {
-            // /proc, /sys and /dev are of other kinds; /dev/shm, a classic drop place, is
+            // /proc and /sys hold kernel interfaces even where a tmpfs is mounted (the
+            // cgroup v1 root); /dev is devtmpfs, but /dev/shm, a classic drop place, is
             // tmpfs and marked.
-            if LOCAL_KINDS.contains(&m.fstype.as_str()) && !out.contains(&m.point) {
+            let kernel_tree = m.point.starts_with("/proc") || m.point.starts_with("/sys");
+            if LOCAL_KINDS.contains(&m.fstype.as_str()) && !kernel_tree && !out.contains(&m.point) {
                 out.push(m.point.clone());
             }
         }
@@ -93,6 +95,7 @@ mod tests {
 26 22 0:8 / /run rw - tmpfs tmpfs rw
 27 22 0:9 / /mnt/with\\040space rw - xfs /dev/sdb rw
 28 22 0:10 / /mnt/nfs rw - nfs4 srv:/x rw
+30 22 0:12 / /sys/fs/cgroup ro - tmpfs tmpfs ro
 29 22 0:11 / /home/u/fuse rw - fuse.sshfs x rw
 ";
 
