@@ -187,6 +187,7 @@ impl Rtp {
     ) -> Result<Self> {
         let all = mounts::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
         let points = mounts::select(&all, &cfg.mounts, &cfg.exclude_mounts)?;
+        raise_fd_limit();
         let group = Arc::new(Group::new().context("fanotify_init")?);
         let mut mask = fanotify::OPEN_EXEC_PERM | fanotify::CLOSE_WRITE;
         if cfg.scan_on_open {
@@ -319,6 +320,28 @@ impl Rtp {
             write_scans_dropped: g(&s.write_scans_dropped),
             overflows: g(&s.overflows),
             unmatchable: g(&s.unmatchable),
+        }
+    }
+}
+
+/// Every event in flight holds an fd (queued, being scanned, awaiting its deadline): the
+/// usual soft limit of 1024 would make the kernel fail reads under load. Raised to the hard
+/// limit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::warn!(
+                    "cannot raise the open-file limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
         }
     }
 }
