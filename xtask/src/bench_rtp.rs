@@ -301,6 +301,8 @@ struct RoundResult {
 struct RtpCounters {
     events: Option<u64>,
     scanned: Option<u64>,
+    /// Answered from the size alone: no signature can match (content never read).
+    unmatchable: Option<u64>,
     cache_hits: Option<u64>,
     deadline_allowed: Option<u64>,
     denied: Option<u64>,
@@ -312,6 +314,7 @@ impl RtpCounters {
         Self {
             events: d(self.events, before.events),
             scanned: d(self.scanned, before.scanned),
+            unmatchable: d(self.unmatchable, before.unmatchable),
             cache_hits: d(self.cache_hits, before.cache_hits),
             deadline_allowed: d(self.deadline_allowed, before.deadline_allowed),
             denied: d(self.denied, before.denied),
@@ -325,6 +328,7 @@ impl From<&Value> for RtpCounters {
         Self {
             events: counter("events"),
             scanned: counter("scanned"),
+            unmatchable: counter("unmatchable"),
             cache_hits: counter("cache_hits"),
             deadline_allowed: counter("deadline_allowed"),
             denied: counter("denied"),
@@ -337,9 +341,10 @@ impl fmt::Display for RtpCounters {
         let n = |v: Option<u64>| or_na(v, |v| v.to_string());
         write!(
             f,
-            "events {}, scanned {}, cache hits {}, deadline-allowed {}, denied {}",
+            "events {}, scanned {}, unmatchable {}, cache hits {}, deadline-allowed {}, denied {}",
             n(self.events),
             n(self.scanned),
+            n(self.unmatchable),
             n(self.cache_hits),
             n(self.deadline_allowed),
             n(self.denied)
@@ -1493,10 +1498,11 @@ fn report(
     let n = |v: Option<f64>| or_na(v, |v| format!("{v:.0}"));
     println!(
         "daemon during the workload (median per run, {} opens): events {}, scanned {}, \
-         cache hits {}, deadline-allowed {}, denied {}",
+         unmatchable {}, cache hits {}, deadline-allowed {}, denied {}",
         2 * u64::from(args.files),
         n(field_median(|c| c.events)),
         n(field_median(|c| c.scanned)),
+        n(field_median(|c| c.unmatchable)),
         n(field_median(|c| c.cache_hits)),
         n(field_median(|c| c.deadline_allowed)),
         n(field_median(|c| c.denied))
