@@ -540,3 +540,23 @@ fn a_running_scan_can_be_cancelled() {
         "nothing left to cancel"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_scan_covers_the_monitored_filesystems() {
+    let m = Tmpfs::mount("rtp-full").unwrap();
+    std::fs::create_dir_all(m.path().join("a/b")).unwrap();
+    for i in 0..20 {
+        std::fs::write(m.path().join(format!("a/f{i}")), b"clean\n").unwrap();
+    }
+    std::fs::write(m.path().join("a/b/eicar.com"), EICAR).unwrap();
+    // Monitoring only this tmpfs, a full scan covers exactly its files.
+    let d = daemon("passive", &m, &[]);
+    let out = d.cli_json(&["scan", "full"]).unwrap();
+    let s = &out[0];
+    assert_eq!(s["files"], 21, "{s}");
+    assert_eq!(s["threats"], 1, "{s}");
+    assert_eq!(
+        s["found"][0]["path"],
+        m.path().join("a/b/eicar.com").to_str().unwrap()
+    );
+}

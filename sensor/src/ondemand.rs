@@ -199,11 +199,17 @@ fn walk(
 ) {
     let in_kernel_tree =
         |p: &Path| KERNEL_TREES.iter().any(|t| p.starts_with(t)) && !p.starts_with("/dev/shm");
+    use std::os::unix::fs::MetadataExt;
+    let root_dev = std::fs::symlink_metadata(root).map(|m| m.dev()).ok();
+    // A directory on another filesystem is not entered (full scans take each monitored
+    // mount as its own root).
+    let other_fs = |e: &walkdir::DirEntry| {
+        one_filesystem && e.file_type().is_dir() && e.metadata().map(|m| m.dev()).ok() != root_dev
+    };
     let it = walkdir::WalkDir::new(root)
         .follow_links(false)
-        .same_file_system(one_filesystem)
         .into_iter()
-        .filter_entry(|e| !in_kernel_tree(e.path()));
+        .filter_entry(|e| !in_kernel_tree(e.path()) && !other_fs(e));
     for entry in it {
         if cancel.load(Ordering::Relaxed) {
             return;
