@@ -33,9 +33,13 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
+        Self::under(&std::env::temp_dir(), tag)
+    }
+
+    pub fn under(base: &Path, tag: &str) -> Self {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("sensor-test-{tag}-{}-{n}", std::process::id()));
+        let p = base.join(format!("sensor-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
@@ -52,12 +56,14 @@ impl Drop for TempDir {
 }
 
 /// A private tmpfs, the only thing a real-time protection test lets its daemon mark.
-/// Lazily unmounted on drop, so an open file left behind cannot keep it mounted.
+/// Lazily unmounted on drop, so an open file left behind cannot keep it mounted. Mounted
+/// outside /tmp: a file run from a world-writable directory is drop-and-execute, which
+/// the blocking daemons of concurrent tests would rightly kill.
 pub struct Tmpfs(TempDir);
 
 impl Tmpfs {
     pub fn mount(tag: &str) -> Result<Self> {
-        let dir = TempDir::new(tag);
+        let dir = TempDir::under(Path::new("/run/sensor-tests"), tag);
         let st = Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=64m,mode=0755", "sensor-test"])
             .arg(dir.path())
