@@ -560,3 +560,19 @@ async fn full_scan_covers_the_monitored_filesystems() {
         m.path().join("a/b/eicar.com").to_str().unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_threat_is_reported_but_not_blocked() {
+    let m = Tmpfs::mount("rtp-allowed").unwrap();
+    let f = m.path().join("eicar.txt");
+    std::fs::write(&f, EICAR).unwrap();
+    let d = daemon("blocking", &m, &[]);
+    d.cli(&["threat", "allowed", "add", "--name", "EICAR-Test-File"])
+        .unwrap();
+    let events = Collector::start(&d.socket, &["detection"]).await.unwrap();
+    assert_eq!(std::fs::read(&f).unwrap(), EICAR);
+    let det = events.expect("SNS-0100", |e| is(e, "SNS-0100")).await;
+    assert_eq!(det.detection.unwrap().action, "none");
+    assert!(f.exists());
+    assert_eq!(rtp(&d).denied, 0);
+}
