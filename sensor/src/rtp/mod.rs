@@ -31,7 +31,7 @@ use std::{
     os::unix::fs::MetadataExt,
     path::PathBuf,
     sync::{
-        Arc, Condvar, Mutex,
+        Arc, Condvar, Mutex, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
     },
@@ -220,7 +220,7 @@ impl Rtp {
         let stop = Arc::new(AtomicBool::new(false));
         let (job_tx, job_rx) = sync_channel::<Job>(QUEUE);
         let (write_tx, write_rx) = sync_channel::<WriteJob>(WRITE_QUEUE);
-        let deadlines = Arc::new((Mutex::new(VecDeque::<Arc<Pending>>::new()), Condvar::new()));
+        let deadlines = Arc::new((Mutex::new(VecDeque::<Weak<Pending>>::new()), Condvar::new()));
         let workers = cfg.workers.max(1);
         let mut threads = Vec::new();
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -346,7 +346,9 @@ fn raise_fd_limit() {
     }
 }
 
-type Deadlines = (Mutex<VecDeque<Arc<Pending>>>, Condvar);
+/// Weak: an event answered and done with frees its fd at once, even while older ones
+/// still wait ahead of it here.
+type Deadlines = (Mutex<VecDeque<Weak<Pending>>>, Condvar);
 
 fn reader(
     sh: &Shared,
@@ -415,7 +417,11 @@ fn reader(
                 }
                 // No wakeup for the keeper: it looks at the queue every KEEPER_TICK, and a
                 // wakeup per event would cost more than the deadline's precision is worth.
-                deadlines.0.lock().unwrap().push_back(pending.clone());
+                deadlines
+                    .0
+                    .lock()
+                    .unwrap()
+                    .push_back(Arc::downgrade(&pending));
                 let exec = mask & fanotify::OPEN_EXEC_PERM != 0;
                 match jobs.try_send(Job::Perm { pending, pid, exec }) {
                     Ok(()) => {}
@@ -479,10 +485,10 @@ fn deadline_keeper(deadlines: &Deadlines, st: &RtpStats, stop: &AtomicBool) {
     let mut q = q.lock().unwrap();
     loop {
         // Every event has the same deadline span, so the queue is in deadline order.
-        while q
-            .front()
-            .is_some_and(|p| p.answered.load(Ordering::Acquire))
-        {
+        while q.front().is_some_and(|w| {
+            w.upgrade()
+                .is_none_or(|p| p.answered.load(Ordering::Acquire))
+        }) {
             q.pop_front();
         }
         if stop.load(Ordering::Relaxed) {
@@ -491,7 +497,7 @@ fn deadline_keeper(deadlines: &Deadlines, st: &RtpStats, stop: &AtomicBool) {
             return;
         }
         let now = Instant::now();
-        let wait = match q.front() {
+        let wait = match q.front().and_then(Weak::upgrade) {
             Some(p) if p.deadline <= now => {
                 p.answer_counted(true, Some(&st.deadline_allowed));
                 q.pop_front();
