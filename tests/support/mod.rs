@@ -234,6 +234,7 @@ impl Drop for Daemon {
 pub fn shared_daemon() -> &'static Path {
     static SOCKET: OnceLock<PathBuf> = OnceLock::new();
     SOCKET.get_or_init(|| {
+        sweep_dead_test_dirs(&std::env::temp_dir());
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             match Daemon::spawn(&[], true) {
@@ -250,6 +251,28 @@ pub fn shared_daemon() -> &'static Path {
         });
         rx.recv().unwrap().expect("starting the shared daemon")
     })
+}
+
+/// Removes the private directories of test processes that are gone. A shared daemon's
+/// directory outlives its test binary (statics are never dropped), so the next run clears
+/// it. Only names this module gives (`sensor-test-TAG-PID-N`) of dead PIDs are touched.
+fn sweep_dead_test_dirs(base: &Path) {
+    let Ok(dir) = std::fs::read_dir(base) else {
+        return;
+    };
+    for ent in dir.flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("sensor-test-") {
+            continue;
+        }
+        let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(ent.path());
+        }
+    }
 }
 
 pub async fn client(socket: &Path) -> Result<SensorClient<Channel>> {
