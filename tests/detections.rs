@@ -182,16 +182,7 @@ async fn kernel_module_load_attempt() {
     );
 
     // Benign: module tools that do not load anything (listing, a dry-run modprobe).
-    let child = Command::new("sh")
-        .args([
-            "-c",
-            "cat /proc/modules >/dev/null 2>&1; lsmod >/dev/null 2>&1; \
-             modprobe --dry-run --quiet loop >/dev/null 2>&1; true",
-        ])
-        .spawn()
-        .unwrap();
-    let bpid = child.id();
-    child.wait_with_output().unwrap();
+    let bpid = sh("cat /proc/modules; lsmod; modprobe --dry-run --quiet loop; true");
     c.assert_quiet(bpid, "SNS-0004").await;
 }
 
