@@ -27,7 +27,7 @@ use std::{
     collections::VecDeque,
     fs::File,
     num::NonZeroUsize,
-    os::fd::{AsRawFd, OwnedFd},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     os::unix::fs::MetadataExt,
     path::PathBuf,
     sync::{
@@ -185,8 +185,7 @@ impl Rtp {
         engine: Arc<Engine>,
         handler: Arc<ThreatHandler>,
     ) -> Result<Self> {
-        let all = mounts::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
-        let points = mounts::select(&all, &cfg.mounts, &cfg.exclude_mounts)?;
+        let points = mounts::current(&cfg.mounts, &cfg.exclude_mounts)?;
         raise_fd_limit();
         let group = Arc::new(Group::new().context("fanotify_init")?);
         let mut mask = fanotify::OPEN_EXEC_PERM | fanotify::CLOSE_WRITE;
@@ -447,31 +446,30 @@ fn reader(
 /// signature can have (no YARA rules loaded, too long for EICAR, no hash of that size).
 /// Only an fstat of an fd already open: it cannot block.
 fn quick_verdict(sh: &Shared, fd: &OwnedFd) -> Option<bool> {
-    // SAFETY: fstat into a zeroed stat, on an fd we own.
-    let mut stbuf: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut stbuf) } != 0 {
-        return None;
-    }
-    if stbuf.st_mode & libc::S_IFMT != libc::S_IFREG {
+    let file = as_file(fd);
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
         return Some(true);
     }
-    let size = stbuf.st_size as u64;
-    if size > sh.engine.max_size() {
-        bump(&sh.stats.too_large);
-        return Some(true);
+    match sh
+        .engine
+        .verdict_by_size(meta.len(), &sh.engine.definitions())?
+    {
+        Verdict::TooLarge => bump(&sh.stats.too_large),
+        _ => {
+            bump(&sh.stats.unmatchable);
+            ignore(sh, fd, &file, file_key(&meta));
+        }
     }
-    if sh.engine.definitions().could_match(size) {
-        return None;
-    }
-    bump(&sh.stats.unmatchable);
-    let key = FileKey {
-        mtime: (stbuf.st_mtime, stbuf.st_mtime_nsec),
-        ctime: (stbuf.st_ctime, stbuf.st_ctime_nsec),
-        size,
-    };
-    let file = File::from(fd.try_clone().ok()?);
-    ignore(sh, fd, &file, key);
     Some(true)
+}
+
+/// The event's fd as a `File`, without a dup: fanotify hands over one fd per event, and
+/// it stays open for as long as the event is handled.
+fn as_file(fd: &OwnedFd) -> std::mem::ManuallyDrop<File> {
+    // SAFETY: the fd is valid while `fd` lives, which outlives the returned view, and
+    // ManuallyDrop never closes it.
+    std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd.as_raw_fd()) })
 }
 
 /// How long the reader keeps looking for events after one before it sleeps.
@@ -549,13 +547,7 @@ fn file_key(m: &std::fs::Metadata) -> FileKey {
 /// Every failure allows.
 fn decide(sh: &Shared, fd: &OwnedFd, pid: i32, access: Access) -> bool {
     let st = &sh.stats;
-    let file = match fd.try_clone() {
-        Ok(f) => File::from(f),
-        Err(_) => {
-            bump(&st.error_allowed);
-            return true;
-        }
-    };
+    let file = as_file(fd);
     let Ok(meta) = file.metadata() else {
         bump(&st.error_allowed);
         return true;

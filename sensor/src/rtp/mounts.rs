@@ -55,6 +55,12 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The mount points to mark, from this process's mount table.
+pub fn current(include: &[PathBuf], exclude: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let all = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
+    select(&all, include, exclude)
+}
+
 /// The mount points to mark.
 pub fn select(all: &[Mount], include: &[PathBuf], exclude: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = Vec::new();

@@ -74,19 +74,27 @@ impl Engine {
         self.max_size
     }
 
+    /// The verdict a file's size alone gives: over the limit, or (most files) a size
+    /// nothing can match: too long for EICAR, a size no hash signature has, and no YARA
+    /// rules loaded. Such content is never read.
+    pub fn verdict_by_size(&self, size: u64, defs: &Definitions) -> Option<Verdict> {
+        if size > self.max_size {
+            Some(Verdict::TooLarge)
+        } else if !defs.could_match(size) {
+            Some(Verdict::Clean)
+        } else {
+            None
+        }
+    }
+
     /// Scans an open file from offset 0, without moving its offset.
     pub fn scan_file(&self, file: &File, defs: &Definitions) -> Verdict {
         let size = match file.metadata() {
             Ok(m) => m.len(),
             Err(e) => return Verdict::Error(format!("fstat: {e}")),
         };
-        if size > self.max_size {
-            return Verdict::TooLarge;
-        }
-        // Most files cannot match: too long for EICAR, a size no hash signature has, and
-        // no YARA rules loaded. Their content is not even read.
-        if !defs.could_match(size) {
-            return Verdict::Clean;
+        if let Some(v) = self.verdict_by_size(size, defs) {
+            return v;
         }
         let data = match read_all(file, size, self.max_size) {
             Ok(Some(d)) => d,
