@@ -81,7 +81,30 @@ async fn fileless_exec_killed_in_the_kernel_only_in_blocking_mode() {
 
     let blocking = blocking_daemon();
     let h = sensor_tests::health(&blocking.socket).await.unwrap();
-    assert!(h.platform.unwrap().prevention.contains("bpf_send_signal"));
+    let platform = h.platform.unwrap();
+    assert!(platform.prevention.contains("bpf_send_signal"));
+    let lsm = h
+        .programs
+        .iter()
+        .find(|p| p.hook == "lsm/bprm_check_security");
+    if platform.bpf_lsm {
+        // Where BPF LSM runs (tested under qemu in lsm_vm.rs) the exec is denied instead.
+        let err = Command::new(format!("/proc/self/fd/{fd}"))
+            .spawn()
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        unsafe { libc::close(fd) };
+        return;
+    }
+    // The fallback says why, and a refused LSM program is reported, never hidden.
+    assert!(
+        platform.prevention.contains(&platform.bpf_lsm_reason),
+        "{platform:?}"
+    );
+    if platform.bpf_lsm_reason.contains("refused") {
+        let lsm = lsm.expect("the refused LSM program is listed in health");
+        assert!(!lsm.attached && !lsm.error.is_empty(), "{lsm:?}");
+    }
     let c = Collector::start(&blocking.socket, &["detection", "process_exec"])
         .await
         .unwrap();

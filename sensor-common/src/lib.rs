@@ -37,6 +37,7 @@ pub enum EventKind {
     ProcessExec = 1,
     ProcessFork = 2,
     ProcessExit = 3,
+    ProcessExecDenied = 4,
     FileCreate = 10,
     FileWrite = 11,
     FileRename = 12,
@@ -65,10 +66,11 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 28] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::ProcessExec,
         EventKind::ProcessFork,
         EventKind::ProcessExit,
+        EventKind::ProcessExecDenied,
         EventKind::FileCreate,
         EventKind::FileWrite,
         EventKind::FileRename,
@@ -106,6 +108,7 @@ impl EventKind {
             EventKind::ProcessExec => "process_exec",
             EventKind::ProcessFork => "process_fork",
             EventKind::ProcessExit => "process_exit",
+            EventKind::ProcessExecDenied => "process_exec_denied",
             EventKind::FileCreate => "file_create",
             EventKind::FileWrite => "file_write",
             EventKind::FileRename => "file_rename",
@@ -166,29 +169,37 @@ pub struct EventHeader {
     pub comm: [u8; COMM_LEN],
 }
 
+/// The file an exec runs, as `linux_binprm` names it: shared by the exec record and the
+/// record of a denied exec.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecImage {
+    pub ino: u64,
+    /// Kernel `s_dev` of the executable's filesystem (`major << 20 | minor`).
+    pub dev: u32,
+    /// Link count of the executable: 0 means it was deleted (or is a memfd).
+    pub nlink: u32,
+    pub filename_len: u32,
+    pub name_len: u32,
+    /// The path given to execve, as the kernel saw it (`linux_binprm.filename`).
+    pub filename: [u8; PATH_LEN],
+    /// Name of the executable's dentry (e.g. `memfd:x (deleted)` shows as `memfd:x`).
+    pub name: [u8; NAME_LEN],
+}
+
 /// `sched_process_exec`: the new image of a process.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ExecEvent {
     pub header: EventHeader,
-    pub exe_ino: u64,
-    /// Kernel `s_dev` of the executable's filesystem (`major << 20 | minor`).
-    pub exe_dev: u32,
-    /// Link count of the executable: 0 means it was deleted (or is a memfd).
-    pub exe_nlink: u32,
-    pub filename_len: u32,
+    pub image: ExecImage,
     pub args_len: u32,
-    pub name_len: u32,
     /// [`EXEC_ARGS_TRUNCATED`] and friends.
     pub flags: u32,
-    /// The path given to execve, as the kernel saw it (`linux_binprm.filename`).
-    pub filename: [u8; PATH_LEN],
-    /// NUL-separated argv read from the new image's stack.
-    pub args: [u8; ARGS_LEN],
-    /// Name of the executable's dentry (e.g. `memfd:x (deleted)` shows as `memfd:x`).
-    pub name: [u8; NAME_LEN],
     pub env_len: u32,
     pub _pad: u32,
+    /// NUL-separated argv read from the new image's stack.
+    pub args: [u8; ARGS_LEN],
     /// NUL-separated environment of the new image, from its start.
     pub env: [u8; ENV_LEN],
 }
@@ -198,6 +209,24 @@ pub const EXEC_ARGS_TRUNCATED: u32 = 1;
 pub const EXEC_KILLED: u32 = 2;
 /// The environment is longer than [`ENV_LEN`].
 pub const EXEC_ENV_TRUNCATED: u32 = 4;
+
+/// `lsm/bprm_check_security` refused an exec (blocking mode, where BPF LSM runs). The
+/// header describes the caller, which keeps its old image; the fields describe the file it
+/// tried to run.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecDeniedEvent {
+    pub header: EventHeader,
+    pub image: ExecImage,
+    /// [`DENIED_UNLINKED`] or [`DENIED_DROPPED`].
+    pub reason: u32,
+    pub _pad: u32,
+}
+
+/// The image has no name on disk: a memfd or a deleted file.
+pub const DENIED_UNLINKED: u32 = 1;
+/// The image was dropped in a world-writable directory within the window (`DROPPED`).
+pub const DENIED_DROPPED: u32 = 2;
 
 /// `SyscallEvent.aux[0]` of a module load reported at syscall entry (result unknown).
 pub const MODULE_AT_ENTRY: u32 = 1;
@@ -382,9 +411,9 @@ pub struct PendingCall {
 }
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 88);
-const _: () = assert!(
-    core::mem::size_of::<ExecEvent>() == 88 + 32 + PATH_LEN + ARGS_LEN + NAME_LEN + 8 + ENV_LEN
-);
+const _: () = assert!(core::mem::size_of::<ExecImage>() == 24 + PATH_LEN + NAME_LEN);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 88 + 600 + 16 + ARGS_LEN + ENV_LEN);
+const _: () = assert!(core::mem::size_of::<ExecDeniedEvent>() == 88 + 600 + 8);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<SockInfo>() == 44);

@@ -6,9 +6,11 @@
 mod dns;
 mod file;
 mod kernel;
+mod lsm;
 mod maps;
 mod module;
 mod net;
+mod prevent;
 mod process;
 mod security;
 mod syscall;

@@ -10,21 +10,22 @@
 //! These prototypes are stable from 4.x through 6.18.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_send_signal},
+    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use sensor_common::{
     ARGS_LEN, ENV_LEN, EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED, EventKind, ExecEvent,
-    ExitEvent, ForkEvent,
+    ExecImage, ExitEvent, ForkEvent,
 };
 
 use crate::{
     kernel::{
-        blocking, count_error, count_lost, current_task, file_identity, in_blocking_scope,
-        kernel_str, off, read, read_ptr, send, skip,
+        count_error, count_lost, current_task, file_identity, kernel_str, off, read, read_ptr,
+        send, skip,
     },
-    maps::{DROPPED, EVENTS},
+    maps::EVENTS,
+    prevent::doomed,
 };
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
@@ -52,13 +53,8 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let e = entry.as_mut_ptr();
     let o = off();
     unsafe {
-        (*e).exe_ino = 0;
-        (*e).exe_dev = 0;
-        (*e).exe_nlink = 0;
         (*e).flags = if killed { EXEC_KILLED } else { 0 };
         (*e).args_len = 0;
-        (*e).filename_len = 0;
-        (*e).name_len = 0;
         (*e).env_len = 0;
         (*e)._pad = 0;
     }
@@ -66,57 +62,11 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     send(entry, task, kind).and(body)
 }
 
-/// Blocking mode: an image with no name on disk (memfd, deleted file), or one dropped in a
-/// world-writable directory within the window (`DROPPED`), is killed here, in the
-/// tracepoint that runs after the kernel committed to the new image and before its first
-/// instruction.
+/// Blocking mode: an image [`doomed`] to be stopped is killed here, in the tracepoint that
+/// runs after the kernel committed to the new image and before its first instruction.
+/// Where BPF LSM runs, such an exec was already denied and never gets here.
 fn prevent(task: usize, bprm: usize) -> bool {
-    if !blocking() {
-        return false;
-    }
-    let Ok(file) = read_ptr(bprm, off().binprm_file) else {
-        return false;
-    };
-    let Ok((ino, dev, nlink)) = file_identity(file) else {
-        return false;
-    };
-    let doomed = if nlink == 0 {
-        !runc_clone(file)
-    } else {
-        dropped(ino, dev)
-    };
-    if !doomed || !in_blocking_scope(task) {
-        return false;
-    }
-    unsafe { bpf_send_signal(SIGKILL) == 0 }
-}
-
-fn dropped(ino: u64, dev: u32) -> bool {
-    match unsafe { DROPPED.get([ino, u64::from(dev)]) } {
-        Some(&deadline) => deadline >= unsafe { bpf_ktime_get_boot_ns() },
-        None => false,
-    }
-}
-
-/// runc's own memfd clone is exempt: every container start uses it.
-fn runc_clone(file: usize) -> bool {
-    let o = off();
-    let mut name = [0u8; 24];
-    if let Ok(dentry) = read_ptr(file, o.file_dentry)
-        && let Ok(n) = read_ptr(dentry, o.dentry_name)
-    {
-        kernel_str(n, &mut name);
-    }
-    const RUNC: &[u8; 17] = b"memfd:runc_cloned";
-    let mut i = 0;
-    let mut runc = true;
-    while i < RUNC.len() {
-        if name[i] != RUNC[i] {
-            runc = false;
-        }
-        i += 1;
-    }
-    runc
+    doomed(task, bprm).is_some() && unsafe { bpf_send_signal(SIGKILL) == 0 }
 }
 
 const SIGKILL: u32 = 9;
@@ -127,18 +77,7 @@ fn exec_body(
     bprm: usize,
     o: &sensor_common::KernelOffsets,
 ) -> Result<(), i64> {
-    let filename = read_ptr(bprm, o.binprm_filename)?;
-    unsafe { (*e).filename_len = kernel_str(filename, &raw mut (*e).filename) };
-    let file = read_ptr(bprm, o.binprm_file)?;
-    let (ino, dev, nlink) = file_identity(file)?;
-    unsafe {
-        (*e).exe_ino = ino;
-        (*e).exe_dev = dev;
-        (*e).exe_nlink = nlink;
-    }
-    let dentry = read_ptr(file, o.file_dentry)?;
-    let name = read_ptr(dentry, o.dentry_name)?;
-    unsafe { (*e).name_len = kernel_str(name, &raw mut (*e).name) };
+    read_image(bprm, unsafe { &raw mut (*e).image })?;
 
     let mm = read_ptr(task, o.task_mm)?;
     let start: u64 = read(mm, o.mm_arg_start)?;
@@ -185,6 +124,33 @@ fn exec_body(
             unsafe { (*e).env_len = len as u32 };
         }
     }
+    Ok(())
+}
+
+/// Describes the file `bprm` executes into `image`. Every field is set, to zero where the
+/// kernel could not be read.
+#[inline(always)]
+pub fn read_image(bprm: usize, image: *mut ExecImage) -> Result<(), i64> {
+    unsafe {
+        (*image).ino = 0;
+        (*image).dev = 0;
+        (*image).nlink = 0;
+        (*image).filename_len = 0;
+        (*image).name_len = 0;
+    }
+    let o = off();
+    let path = read_ptr(bprm, o.binprm_filename)?;
+    unsafe { (*image).filename_len = kernel_str(path, &raw mut (*image).filename) };
+    let file = read_ptr(bprm, o.binprm_file)?;
+    let (ino, dev, nlink) = file_identity(file)?;
+    unsafe {
+        (*image).ino = ino;
+        (*image).dev = dev;
+        (*image).nlink = nlink;
+    }
+    let dentry = read_ptr(file, o.file_dentry)?;
+    let name = read_ptr(dentry, o.dentry_name)?;
+    unsafe { (*image).name_len = kernel_str(name, &raw mut (*image).name) };
     Ok(())
 }
 

@@ -1,10 +1,10 @@
 //! Act: stopping what blocking mode is asked to stop.
 //!
 //! Detections marked preventable (reverse shell, fileless execution, drop and execute,
-//! crypto miner) are acted on in blocking mode. Fileless images are killed by the kernel
-//! program at exec, before their first instruction; so are dropped files, once this stage
-//! has seen the drop and armed the kernel with the file's inode (`DROPPED`). This stage
-//! records those kills. The rest is decided in userspace and killed from here: the
+//! crypto miner) are acted on in blocking mode. Fileless images are stopped by the kernel
+//! at exec: denied through BPF LSM where the kernel runs it, else killed before their first
+//! instruction; so are dropped files, once this stage has seen the drop and armed the
+//! kernel with the file's inode (`DROPPED`). This stage records those denials and kills. The rest is decided in userspace and killed from here: the
 //! offending process and, for a reverse shell, the shells it started (also a drop executed
 //! faster than its file event reached userspace). Passive mode never kills.
 //!
@@ -17,6 +17,7 @@ use aya::maps::{HashMap, MapData};
 
 use crate::{
     detect::drop_exec::dropped_path,
+    probes::ExecDenial,
     process_table::{ProcessKey, ProcessTable},
     proto,
 };
@@ -73,7 +74,7 @@ impl Responder {
     }
 
     /// How prevention works here, for health.
-    pub fn describe(&self, bpf_lsm_reason: &str) -> String {
+    pub fn describe(&self, exec_denial: &ExecDenial) -> String {
         if !self.blocking {
             return "passive mode: detections are reported, nothing is stopped".into();
         }
@@ -81,12 +82,22 @@ impl Responder {
             Some(pid) => format!(" (only descendants of pid {pid})"),
             None => String::new(),
         };
+        let at_exec = if exec_denial.active {
+            "fileless images and files dropped in world-writable directories denied at exec \
+             with EPERM by BPF LSM (bprm_check_security), with the kill by the exec \
+             tracepoint (bpf_send_signal in sched_process_exec) behind it"
+                .to_string()
+        } else {
+            format!(
+                "fileless images and files dropped in world-writable directories killed at \
+                 exec by the kernel program (bpf_send_signal in sched_process_exec); exec \
+                 denial through BPF LSM not used ({})",
+                exec_denial.reason
+            )
+        };
         format!(
-            "blocking{scope}: fileless images and files dropped in world-writable \
-             directories killed at exec by the kernel program (bpf_send_signal in \
-             sched_process_exec); reverse shells, miners, and drops executed before their \
-             file event arrived killed from userspace after detection; exec denial through \
-             BPF LSM not used ({bpf_lsm_reason})"
+            "blocking{scope}: {at_exec}; reverse shells, miners, and drops executed before \
+             their file event arrived killed from userspace after detection"
         )
     }
 
@@ -109,6 +120,15 @@ impl Responder {
         if !self.in_scope(p) {
             d.details
                 .insert("blocking".into(), "outside the blocking scope".into());
+            return;
+        }
+        if let Some(x) = trigger.exec.as_ref().filter(|x| !x.denied.is_empty()) {
+            d.action = "denied".into();
+            d.details.insert(
+                "denied_by".into(),
+                "kernel, BPF LSM bprm_check_security".into(),
+            );
+            d.details.insert("denied_reason".into(), x.denied.clone());
             return;
         }
         if trigger.exec.as_ref().is_some_and(|x| x.killed) {

@@ -165,6 +165,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         status,
         enabled,
         dropped,
+        exec_denial,
         ebpf,
     } = probes;
     for st in status.iter().filter(|s| !s.attached) {
@@ -206,7 +207,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let window_ns = detect_cfg.drop_exec_window().as_nanos() as u64;
     let responder = Responder::new(args.mode == Mode::Blocking, args.blocking_scope_pid)
         .with_dropped_map(dropped, window_ns);
-    let prevention = responder.describe(&crate::probes::bpf_lsm_status().1);
+    let prevention = responder.describe(&exec_denial);
     let stages = Stages {
         enricher,
         detector: DetectionEngine::new(detect_cfg).with_sigma(sigma),
@@ -223,6 +224,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         enabled,
         mode: format!("{:?}", args.mode).to_lowercase(),
         prevention,
+        exec_denial,
         detection: detection_info,
         started: Instant::now(),
     });

@@ -70,6 +70,7 @@ pub struct HealthSource {
     pub enabled: HashSet<EventKind>,
     pub mode: String,
     pub prevention: String,
+    pub exec_denial: crate::probes::ExecDenial,
     pub detection: proto::DetectionInfo,
     pub started: Instant,
 }
@@ -89,7 +90,6 @@ impl HealthSource {
             })
             .collect();
         let t = *s.table.lock().unwrap();
-        let (bpf_lsm, bpf_lsm_reason) = crate::probes::bpf_lsm_status();
         proto::Health {
             version: env!("CARGO_PKG_VERSION").into(),
             mode: self.mode.clone(),
@@ -117,8 +117,8 @@ impl HealthSource {
                     .map(|s| s.trim().to_string())
                     .unwrap_or_default(),
                 btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
-                bpf_lsm,
-                bpf_lsm_reason,
+                bpf_lsm: self.exec_denial.active,
+                bpf_lsm_reason: self.exec_denial.reason.clone(),
                 prevention: self.prevention.clone(),
             }),
             detection: Some(self.detection.clone()),

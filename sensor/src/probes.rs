@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{Lsm, RawTracePoint, TracePoint},
 };
 use sensor_common::{EventKind, KIND_SLOTS, KernelOffsets, SENSITIVE_NAME_LEN, syscalls};
 
@@ -33,6 +33,8 @@ pub struct Probes {
     pub enabled: HashSet<EventKind>,
     /// Files dropped in world-writable directories, for blocking mode's kills at exec.
     pub dropped: aya::maps::HashMap<MapData, [u64; 2], u64>,
+    /// Whether fileless and dropped images are denied at exec (BPF LSM) rather than killed.
+    pub exec_denial: ExecDenial,
     pub ebpf: Ebpf,
 }
 
@@ -77,7 +79,7 @@ const SENSITIVE_FILE_NAMES: &[&str] = &[
 
 pub struct ProbeConfig {
     pub ring_buffer_bytes: u32,
-    /// Blocking mode: the exec hook kills fileless images.
+    /// Blocking mode: fileless and dropped images are stopped at exec.
     pub blocking: bool,
     /// Blocking applies only below this thread group (0: everywhere).
     pub block_scope_tgid: u32,
@@ -157,7 +159,7 @@ const PROCESS_HOOKS: &[(&str, EventKind)] = &[
 
 impl Probes {
     pub fn load(cfg: &ProbeConfig) -> Result<Self> {
-        ensure_tracefs();
+        ensure_kernel_filesystems();
         let btf = btf::Btf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&btf).context("kernel struct layout")?;
         let mut ebpf = EbpfLoader::new()
@@ -221,6 +223,8 @@ impl Probes {
         if enabled.contains(&EventKind::ModuleLoad) && module_hooks_missing(&status) {
             status.push(attach_module_fallback(&mut ebpf));
         }
+        let (lsm_status, exec_denial) = attach_exec_denial(&mut ebpf, cfg.blocking);
+        status.extend(lsm_status);
 
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
         let counters = KernelCounters {
@@ -235,6 +239,7 @@ impl Probes {
             status,
             enabled,
             dropped,
+            exec_denial,
             ebpf,
         })
     }
@@ -342,6 +347,7 @@ pub fn detach_all(ebpf: &mut Ebpf) {
                 let r = match p {
                     aya::programs::Program::TracePoint(t) => t.unload(),
                     aya::programs::Program::RawTracePoint(t) => t.unload(),
+                    aya::programs::Program::Lsm(t) => t.unload(),
                     _ => Ok(()),
                 };
                 if let Err(e) = r {
@@ -352,25 +358,33 @@ pub fn detach_all(ebpf: &mut Ebpf) {
     });
 }
 
-/// Syscall tracepoints are found through tracefs, which a fresh machine may not mount.
-fn ensure_tracefs() {
-    if Path::new("/sys/kernel/tracing/events").exists()
-        || Path::new("/sys/kernel/debug/tracing/events").exists()
+/// Syscall tracepoints are found through tracefs, and the active LSM list through
+/// securityfs; a fresh machine may mount neither.
+fn ensure_kernel_filesystems() {
+    if !Path::new("/sys/kernel/tracing/events").exists()
+        && !Path::new("/sys/kernel/debug/tracing/events").exists()
     {
-        return;
+        mount_kernel_fs(c"tracefs", c"/sys/kernel/tracing");
     }
+    if !Path::new(LSM_LIST).exists() {
+        mount_kernel_fs(c"securityfs", c"/sys/kernel/security");
+    }
+}
+
+fn mount_kernel_fs(fstype: &std::ffi::CStr, target: &std::ffi::CStr) {
+    // SAFETY: NUL-terminated constants; no data.
     let r = unsafe {
         libc::mount(
-            c"tracefs".as_ptr(),
-            c"/sys/kernel/tracing".as_ptr(),
-            c"tracefs".as_ptr(),
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
             0,
             std::ptr::null(),
         )
     };
     if r != 0 {
         log::warn!(
-            "mounting tracefs on /sys/kernel/tracing failed: {}",
+            "mounting {fstype:?} on {target:?} failed: {}",
             std::io::Error::last_os_error()
         );
     }
@@ -389,14 +403,76 @@ pub fn pids_named(comm: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Whether BPF LSM programs could run here, and why not.
-pub fn bpf_lsm_status() -> (bool, String) {
-    match std::fs::read_to_string("/sys/kernel/security/lsm") {
-        Ok(list) if list.split(',').any(|l| l.trim() == "bpf") => (
-            false,
-            "bpf is an active LSM; this version captures with tracepoints only".into(),
-        ),
-        Ok(list) => (false, format!("bpf is not an active LSM ({})", list.trim())),
-        Err(e) => (false, format!("cannot read /sys/kernel/security/lsm: {e}")),
+/// Whether blocking mode denies execs through BPF LSM on this machine, and why not.
+#[derive(Clone, Debug, Default)]
+pub struct ExecDenial {
+    pub active: bool,
+    pub reason: String,
+}
+
+const LSM_HOOK: &str = "bprm_check_security";
+const LSM_LIST: &str = "/sys/kernel/security/lsm";
+
+/// Loads and attaches the exec-denial program. An LSM program attaches even where the
+/// `bpf` LSM is inactive, and then never runs: the active list is checked first, so
+/// `active` means the hook really acts. Only blocking mode attaches it; passive mode
+/// reports what blocking mode would find.
+fn attach_exec_denial(
+    ebpf: &mut Ebpf,
+    blocking: bool,
+) -> (Option<proto::ProgramStatus>, ExecDenial) {
+    let inactive = |reason: String| ExecDenial {
+        active: false,
+        reason,
+    };
+    match std::fs::read_to_string(LSM_LIST) {
+        Ok(list) if list.split(',').any(|l| l.trim() == "bpf") => {}
+        Ok(list) => {
+            return (
+                None,
+                inactive(format!("bpf is not an active LSM ({})", list.trim())),
+            );
+        }
+        Err(e) => {
+            return (None, inactive(format!("cannot read {LSM_LIST}: {e}")));
+        }
     }
+    if !blocking {
+        return (
+            None,
+            inactive(
+                "bpf is an active LSM; the exec-denial program is loaded in blocking mode".into(),
+            ),
+        );
+    }
+    let mut st = proto::ProgramStatus {
+        name: LSM_HOOK.into(),
+        hook: format!("lsm/{LSM_HOOK}"),
+        ..Default::default()
+    };
+    let r = (|| -> Result<u32> {
+        let btf = aya::Btf::from_sys_fs().context("kernel BTF")?;
+        let prog: &mut Lsm = ebpf
+            .program_mut(LSM_HOOK)
+            .context("program missing from object")?
+            .try_into()?;
+        prog.load(LSM_HOOK, &btf).context("loading")?;
+        prog.attach().context("attaching")?;
+        Ok(prog.info().map(|i| i.id()).unwrap_or(0))
+    })();
+    let denial = match r {
+        Ok(id) => {
+            st.attached = true;
+            st.prog_id = id;
+            ExecDenial {
+                active: true,
+                reason: format!("bpf is an active LSM and lsm/{LSM_HOOK} is attached"),
+            }
+        }
+        Err(e) => {
+            st.error = format!("{e:#}");
+            inactive(format!("the kernel refused lsm/{LSM_HOOK}: {e:#}"))
+        }
+    };
+    (Some(st), denial)
 }

@@ -18,6 +18,8 @@ use tonic::transport::Channel;
 
 pub use sensor::proto::Event;
 
+pub mod vm;
+
 /// The daemon binary under test.
 pub fn sensor_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SENSOR_BIN") {

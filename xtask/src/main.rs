@@ -4,13 +4,15 @@
 //!
 //! Modules: `cmd` runs external commands, `setup` installs toolchain pieces
 //! and mounts kernel filesystems, `build` drives the two-stage build,
-//! `bench` holds the benchmarks, `bench_rtp` the real-time protection one.
+//! `bench` holds the benchmarks, `bench_rtp` the real-time protection one,
+//! `vm` fetches the kernel the tests boot under qemu.
 
 mod bench;
 mod bench_rtp;
 mod build;
 mod cmd;
 mod setup;
+mod vm;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode};
@@ -33,7 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install LLVM, bpf-linker and rust-src if missing; mount tracefs and bpffs.
+    /// Install LLVM, bpf-linker and rust-src if missing; mount tracefs and bpffs; fetch
+    /// qemu and the kernel the qemu tests boot.
     Setup,
     /// Set up, then build the eBPF object and the sensor binary.
     Build {
@@ -47,7 +50,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build, then run the workspace tests (including kernel integration tests).
+    /// Build, then run the workspace tests (including kernel integration tests, and
+    /// BPF LSM tests under qemu with a Debian kernel fetched for them).
     Test {
         /// Arguments for the test binaries, e.g. `-- --nocapture`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -81,6 +85,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Setup => {
             setup::setup()?;
+            vm::ensure_vm()?;
         }
         Cmd::Build { debug } => {
             build(if debug {
@@ -123,13 +128,16 @@ fn run_daemon(args: &[String]) -> Result<ExitCode> {
 
 fn test(args: &[String]) -> Result<ExitCode> {
     let artifacts = build(Profile::Release)?;
+    banner("setup: qemu and a test kernel with BPF LSM");
+    let vm_kernel = vm::ensure_vm()?;
     banner("test (cargo test --release --workspace)");
     let mut cargo = cmd::command(cmd::cargo());
     cargo
         .current_dir(workspace_root())
         .args(["test", "--release", "--workspace", "--no-fail-fast"])
         .env("SENSOR_BPF_OBJECT", &artifacts.bpf_object)
-        .env("SENSOR_BIN", &artifacts.sensor_bin);
+        .env("SENSOR_BIN", &artifacts.sensor_bin)
+        .env("SENSOR_VM_KERNEL", &vm_kernel);
     if !args.is_empty() {
         cargo.arg("--").args(args);
     }

@@ -165,7 +165,7 @@ fn llvm_major_from_soname(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&cmd::path_with_cargo_bin())
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
@@ -264,22 +264,36 @@ pub(crate) struct Apt {
 
 impl Apt {
     pub(crate) fn install(&mut self, package: &str) -> Result<()> {
+        self.update()?;
+        apt_get(&["install", "-y", "--no-install-recommends", package], None)
+    }
+
+    /// Fetches a package's `.deb` into `dir` without installing it.
+    pub(crate) fn download(&mut self, package: &str, dir: &Path) -> Result<()> {
+        self.update()?;
+        apt_get(&["download", package], Some(dir))
+    }
+
+    fn update(&mut self) -> Result<()> {
         if !self.updated {
             println!("setup: running apt-get update ...");
-            apt_get(&["update"])?;
+            apt_get(&["update"], None)?;
             self.updated = true;
         }
-        apt_get(&["install", "-y", "--no-install-recommends", package])
+        Ok(())
     }
 }
 
 /// Another apt or unattended-upgrades holding the dpkg lock is common right
 /// after boot, so lock failures are retried rather than reported.
-fn apt_get(args: &[&str]) -> Result<()> {
+fn apt_get(args: &[&str], dir: Option<&Path>) -> Result<()> {
     const ATTEMPTS: u32 = 5;
     const PAUSE: Duration = Duration::from_secs(10);
     for attempt in 1..=ATTEMPTS {
         let mut apt = Command::new("apt-get");
+        if let Some(dir) = dir {
+            apt.current_dir(dir);
+        }
         apt.args(["-o", "DPkg::Lock::Timeout=60"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")

@@ -151,7 +151,9 @@ fn strip_nulls(v: &mut Value) {
 
 fn event_text(e: &proto::Event) -> String {
     let p = e.process.clone().unwrap_or_default();
-    let detail = if let Some(x) = &e.exec {
+    let detail = if let Some(x) = e.exec.as_ref().filter(|x| !x.denied.is_empty()) {
+        format!("{} denied: {}", x.filename, x.denied)
+    } else if let Some(x) = &e.exec {
         format!("{} {}", x.filename, p.args.join(" "))
     } else if let Some(x) = &e.exit {
         format!("code={} signal={}", x.exit_code, x.signal)

@@ -165,6 +165,7 @@ fn decode_with(
     match kind {
         ProcessExec => args = process::exec(bytes, &mut event)?,
         ProcessFork => {}
+        ProcessExecDenied => process::exec_denied(bytes, &mut event)?,
         ProcessExit => process::exit(bytes, &mut event)?,
         FileCreate | FileWrite | FileRename | FileUnlink | FileChmod | FileChown | FileTruncate
         | FileLink | FileSymlink | FileRead | FileTimes => {
@@ -185,7 +186,7 @@ fn decode_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sensor_common::{ARGS_LEN, ENV_LEN, ExecEvent, NAME_LEN, PATH_LEN};
+    use sensor_common::{ARGS_LEN, ENV_LEN, ExecEvent, ExecImage, NAME_LEN, PATH_LEN};
 
     fn exec_record(args: &[u8], filename: &str) -> Vec<u8> {
         let mut e = ExecEvent {
@@ -197,21 +198,23 @@ mod tests {
                 ppid: 1,
                 ..Default::default()
             },
-            exe_ino: 7,
-            exe_dev: 1,
-            exe_nlink: 1,
-            filename_len: filename.len() as u32,
+            image: ExecImage {
+                ino: 7,
+                dev: 1,
+                nlink: 1,
+                filename_len: filename.len() as u32,
+                name_len: 0,
+                filename: [0; PATH_LEN],
+                name: [0; NAME_LEN],
+            },
             args_len: args.len() as u32,
-            name_len: 0,
             flags: 0,
-            filename: [0; PATH_LEN],
-            args: [0; ARGS_LEN],
-            name: [0; NAME_LEN],
             env_len: 0,
             _pad: 0,
+            args: [0; ARGS_LEN],
             env: [0; ENV_LEN],
         };
-        e.filename[..filename.len()].copy_from_slice(filename.as_bytes());
+        e.image.filename[..filename.len()].copy_from_slice(filename.as_bytes());
         e.args[..args.len()].copy_from_slice(args);
         let p = (&e as *const ExecEvent).cast::<u8>();
         unsafe { std::slice::from_raw_parts(p, size_of::<ExecEvent>()) }.to_vec()

@@ -1,13 +1,17 @@
-//! Decoder for `sensor-ebpf/src/process.rs`: exec and exit (fork carries only the header).
+//! Decoder for `sensor-ebpf/src/process.rs` (exec and exit; fork carries only the header)
+//! and for `sensor-ebpf/src/lsm.rs` (execs denied by BPF LSM).
 
-use sensor_common::{EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED, ExecEvent, ExitEvent};
+use sensor_common::{
+    DENIED_DROPPED, DENIED_UNLINKED, EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED,
+    EventKind, ExecDeniedEvent, ExecEvent, ExecImage, ExitEvent,
+};
 
 use super::{DecodeError, read_record, text};
 use crate::proto;
 
 /// Fills `event.exec` and returns argv.
 pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, DecodeError> {
-    let e: ExecEvent = read_record(bytes, e_kind())?;
+    let e: ExecEvent = read_record(bytes, EventKind::ProcessExec as u32)?;
     let len = (e.args_len as usize).min(e.args.len());
     let args = split_args(&e.args[..len]);
     let env_len = (e.env_len as usize).min(e.env.len());
@@ -20,21 +24,39 @@ pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, Decod
         }
     }
     event.exec = Some(proto::ExecInfo {
-        filename: text(&e.filename, e.filename_len),
-        inode: e.exe_ino,
-        dev: e.exe_dev,
-        nlink: e.exe_nlink,
         args_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
-        name: text(&e.name, e.name_len),
         killed: e.flags & EXEC_KILLED != 0,
         loader_env,
         env_truncated: truncated,
+        ..image(&e.image)
     });
     Ok(args)
 }
 
-fn e_kind() -> u32 {
-    sensor_common::EventKind::ProcessExec as u32
+/// Fills `event.exec` of a `process_exec_denied`: the file the caller was refused.
+pub fn exec_denied(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
+    let e: ExecDeniedEvent = read_record(bytes, EventKind::ProcessExecDenied as u32)?;
+    event.exec = Some(proto::ExecInfo {
+        denied: match e.reason {
+            DENIED_UNLINKED => "no name on disk (memfd or deleted file)",
+            DENIED_DROPPED => "dropped in a world-writable directory",
+            _ => "unknown reason",
+        }
+        .into(),
+        ..image(&e.image)
+    });
+    Ok(())
+}
+
+fn image(i: &ExecImage) -> proto::ExecInfo {
+    proto::ExecInfo {
+        filename: text(&i.filename, i.filename_len),
+        inode: i.ino,
+        dev: i.dev,
+        nlink: i.nlink,
+        name: text(&i.name, i.name_len),
+        ..Default::default()
+    }
 }
 
 /// Variables that change what the dynamic loader loads.
@@ -59,7 +81,7 @@ pub fn split_args(raw: &[u8]) -> Vec<String> {
 }
 
 pub fn exit(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
-    let e: ExitEvent = read_record(bytes, sensor_common::EventKind::ProcessExit as u32)?;
+    let e: ExitEvent = read_record(bytes, EventKind::ProcessExit as u32)?;
     event.exit = Some(proto::ExitInfo {
         exit_code: ((e.exit_code >> 8) & 0xff) as i32,
         signal: (e.exit_code & 0x7f) as i32,

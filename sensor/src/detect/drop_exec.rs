@@ -81,7 +81,13 @@ impl Detector for DropExec {
         let (Some(x), Some(p)) = (&e.exec, &e.process) else {
             return;
         };
-        let hit = [p.exe.as_str(), x.filename.as_str()]
+        // A denied exec's process is the caller, still running its old image.
+        let exe = if x.denied.is_empty() {
+            p.exe.as_str()
+        } else {
+            ""
+        };
+        let hit = [exe, x.filename.as_str()]
             .into_iter()
             .find_map(|path| self.drops.get(path).map(|d| (path.to_string(), *d)));
         if let Some((path, (seq, ts))) = hit
