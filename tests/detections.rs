@@ -20,17 +20,7 @@ const KINDS: [&str; 2] = ["detection", "process_exit"];
 #[tokio::test(flavor = "multi_thread")]
 async fn reverse_shell_over_dev_tcp() {
     let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let script = format!("bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1");
-    let mut shell = Command::new("/bin/bash")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (mut conn, _) = listener.accept().unwrap();
+    let (mut shell, mut conn, port) = sensor_tests::dev_tcp_reverse_shell();
     conn.write_all(b"exit\n").unwrap();
     let mut sink = Vec::new();
     let _ = conn.read_to_end(&mut sink);

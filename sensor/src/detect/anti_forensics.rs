@@ -3,7 +3,7 @@
 //! binaries set to chosen values (`touch -r`, `touch -d`: timestomping). Log rotation
 //! tools and package managers are allowed.
 
-use super::{Detector, Finding, Rule, base_name};
+use super::{Detector, Finding, Rule, base_name, is_package_manager};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -14,20 +14,13 @@ pub const RULE: Rule = Rule {
     mitre: &["T1070.002", "T1070.003"],
 };
 
-/// Log rotation and package management: they delete logs and set file times as their job.
+/// Log rotation (and package management): they delete logs and set file times as their job.
 const ROTATORS: &[&str] = &[
     "logrotate",
     "rsyslogd",
     "systemd-journald",
     "journalctl",
     "savelog",
-    "dpkg",
-    "apt",
-    "apt-get",
-    "rpm",
-    "dnf",
-    "yum",
-    "unattended-upgr",
 ];
 /// Where timestamps of installed programs live.
 const SYSTEM_BINARIES: &[&str] = &[
@@ -88,7 +81,10 @@ impl Detector for AntiForensics {
             return;
         }
         // A new file "truncated" on creation has nothing to hide.
-        if e.kind == "file_create" || ROTATORS.contains(&base_name(&p.exe)) {
+        if e.kind == "file_create"
+            || ROTATORS.contains(&base_name(&p.exe))
+            || is_package_manager(&p.exe)
+        {
             return;
         }
         out.push(Finding {

@@ -289,6 +289,23 @@ pub(crate) fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// Whether `exe` is a package manager: installing and upgrading write persistence
+/// locations, delete logs and set file times as their job.
+pub(crate) fn is_package_manager(exe: &str) -> bool {
+    matches!(
+        base_name(exe),
+        "dpkg"
+            | "apt"
+            | "apt-get"
+            | "unattended-upgr"
+            | "rpm"
+            | "dnf"
+            | "yum"
+            | "zypper"
+            | "pacman"
+    )
+}
+
 pub(crate) fn is_shell(exe: &str) -> bool {
     matches!(
         base_name(exe),

@@ -4,7 +4,7 @@
 //! Package managers and the account tools are allowed by default: they write these files
 //! as their job.
 
-use super::{Detector, Finding, Rule, base_name};
+use super::{Detector, Finding, Rule, base_name, is_package_manager};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -56,16 +56,8 @@ const HOME: &[(&str, &str)] = &[
     (".ssh/authorized_keys", "authorized_keys"),
 ];
 
-/// Tools whose job is to write these files.
+/// Tools whose job is to write these files (package managers too).
 const ALLOWED: &[&str] = &[
-    "dpkg",
-    "apt",
-    "apt-get",
-    "rpm",
-    "dnf",
-    "yum",
-    "zypper",
-    "pacman",
     "systemctl",
     "systemd",
     "useradd",
@@ -122,7 +114,7 @@ impl Detector for Persistence {
             _ => return,
         };
         let Some(cat) = category(target) else { return };
-        if ALLOWED.contains(&base_name(&p.exe)) {
+        if ALLOWED.contains(&base_name(&p.exe)) || is_package_manager(&p.exe) {
             return;
         }
         out.push(Finding {
