@@ -254,8 +254,11 @@ fn scan_one(
         }
     };
     let defs = engine.definitions();
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    match engine.scan_file(&file, &defs) {
+    let Ok(size) = file.metadata().map(|m| m.len()) else {
+        c.errors.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    match engine.scan_file(&file, size, &defs) {
         Verdict::Clean => {
             c.files.fetch_add(1, Ordering::Relaxed);
             c.bytes.fetch_add(size, Ordering::Relaxed);

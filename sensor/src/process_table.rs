@@ -158,11 +158,7 @@ impl ProcessTable {
         let key = ProcessKey::new(h.tgid, h.start_ns);
         if let Some(e) = self.map.get_mut(&key) {
             // Credentials change (setuid); the header is the freshest view.
-            e.uid = h.uid;
-            e.gid = h.gid;
-            e.euid = h.euid;
-            e.egid = h.egid;
-            e.comm.clone_from(&h.comm);
+            set_credentials(e, h);
             return key;
         }
         let mut e = read_proc(h.tgid)
@@ -178,11 +174,7 @@ impl ProcessTable {
     fn fill_from_header(&self, e: &mut ProcessEntry, h: &Header) {
         e.ppid = h.ppid;
         e.parent = Self::parent_key(h);
-        e.uid = h.uid;
-        e.gid = h.gid;
-        e.euid = h.euid;
-        e.egid = h.egid;
-        e.comm.clone_from(&h.comm);
+        set_credentials(e, h);
         e.cgroup_id = h.cgroup_id;
     }
 
@@ -278,6 +270,15 @@ impl ProcessTable {
         }
         out
     }
+}
+
+/// Ids and `comm` as the kernel reported them with the event.
+fn set_credentials(e: &mut ProcessEntry, h: &Header) {
+    e.uid = h.uid;
+    e.gid = h.gid;
+    e.euid = h.euid;
+    e.egid = h.egid;
+    e.comm.clone_from(&h.comm);
 }
 
 /// A process as `/proc` describes it, or `None` if it vanished or is unreadable.

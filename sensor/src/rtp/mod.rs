@@ -590,7 +590,7 @@ fn decide(sh: &Shared, fd: &OwnedFd, pid: i32, access: Access) -> bool {
         std::thread::sleep(sh.scan_delay);
     }
     bump(&st.scanned);
-    match sh.engine.scan_file(&file, &defs) {
+    match sh.engine.scan_file(&file, meta.len(), &defs) {
         Verdict::Clean => {
             remember(sh, id, key, &defs.version, None);
             ignore(sh, fd, &file, key);

@@ -87,12 +87,9 @@ impl Engine {
         }
     }
 
-    /// Scans an open file from offset 0, without moving its offset.
-    pub fn scan_file(&self, file: &File, defs: &Definitions) -> Verdict {
-        let size = match file.metadata() {
-            Ok(m) => m.len(),
-            Err(e) => return Verdict::Error(format!("fstat: {e}")),
-        };
+    /// Scans an open file from offset 0, without moving its offset. `size` is what the
+    /// caller's fstat said: the read still goes to the end, bounded by the size limit.
+    pub fn scan_file(&self, file: &File, size: u64, defs: &Definitions) -> Verdict {
         if let Some(v) = self.verdict_by_size(size, defs) {
             return v;
         }
@@ -198,12 +195,13 @@ mod tests {
         let engine = Engine::new(Definitions::builtin(), 99);
         let file = File::open(&f).unwrap();
         assert!(matches!(
-            engine.scan_file(&file, &engine.definitions()),
+            engine.scan_file(&file, 100, &engine.definitions()),
             Verdict::TooLarge
         ));
         std::fs::write(&f, eicar::STRING).unwrap();
         let file = File::open(&f).unwrap();
-        match engine.scan_file(&file, &engine.definitions()) {
+        let size = eicar::STRING.len() as u64;
+        match engine.scan_file(&file, size, &engine.definitions()) {
             Verdict::Threat(t, s) => {
                 assert_eq!(t.name, eicar::NAME);
                 assert_eq!(s.data, eicar::STRING);
