@@ -1,10 +1,12 @@
 //! Blocking mode on a kernel that runs BPF LSM: fileless and dropped images are denied at
 //! exec (EPERM, the caller keeps running), not killed after the kernel committed to them.
 //!
-//! This machine's kernel refuses BPF trampolines, so the test boots a Debian 6.12 kernel
-//! with `lsm=...,bpf` under qemu and runs itself inside as `/init`, driving the same
-//! daemon binary as the other tests. Passive mode on the same behaviour is checked first:
-//! it loads nothing into the LSM and lets the exec run.
+//! This machine's kernel refuses BPF trampolines, so the test boots Debian's 6.1 and 6.12
+//! kernels with `lsm=...,bpf` under qemu and runs itself inside as `/init`, driving the
+//! same daemon binary as the other tests. Passive mode on the same behaviour is checked
+//! first: it loads nothing into the LSM and lets the exec run. On each kernel every
+//! program must pass the verifier: a hook may be missing only because the kernel lacks
+//! its tracepoint.
 
 use std::{ffi::CString, os::unix::fs::PermissionsExt, process::Command, time::Duration};
 
@@ -21,24 +23,33 @@ fn main() {
     if std::process::id() == 1 {
         guest();
     }
-    print!("test lsm_vm (qemu, Debian 6.12 kernel with bpf LSM) ... ");
-    match host() {
-        Ok(summary) => println!("ok: {summary}"),
-        Err(e) => {
-            println!("FAILED");
-            eprintln!("{e:#}");
-            std::process::exit(1);
+    let kernels = vm::kernels().unwrap_or_else(|e| {
+        eprintln!("test lsm_vm ... FAILED: {e:#}");
+        std::process::exit(1)
+    });
+    let mut failed = false;
+    for kernel in kernels {
+        print!("test lsm_vm ({}, qemu, bpf LSM) ... ", kernel.display());
+        match host(&kernel) {
+            Ok(summary) => println!("ok: {summary}"),
+            Err(e) => {
+                println!("FAILED");
+                eprintln!("{e:#}");
+                failed = true;
+            }
         }
+    }
+    if failed {
+        std::process::exit(1);
     }
 }
 
-fn host() -> Result<String> {
-    let kernel = vm::kernel()?;
+fn host(kernel: &std::path::Path) -> Result<String> {
     let dir = TempDir::new("vm");
     let initrd = dir.path().join("initrd.cpio");
     vm::Initramfs::for_test(&sensor_tests::sensor_bin())?.write(&initrd)?;
     let console = vm::boot(
-        &kernel,
+        kernel,
         &initrd,
         "lsm=lockdown,capability,landlock,bpf SENSOR_BIN=/sensor",
         Duration::from_secs(900),
@@ -75,16 +86,46 @@ async fn checks() -> Result<String> {
         "the guest kernel runs without the bpf LSM: {lsm}"
     );
     let image = std::fs::read("/init")?;
+    let fd = memfd(&image)?;
 
-    // Passive mode: reported, never stopped, nothing attached to the LSM.
     let passive = Daemon::start(&[])?;
+    passive_mode(&passive, fd)
+        .await
+        .map_err(|e| explained(e, &passive))?;
+    drop(passive);
+
+    let blocking = Daemon::start(&["--mode", "blocking"])?;
+    blocking_mode(&blocking, fd, &image)
+        .await
+        .map_err(|e| explained(e, &blocking))
+}
+
+/// The failure with what the daemon said and which hooks it could not attach.
+fn explained(e: anyhow::Error, d: &Daemon) -> anyhow::Error {
+    e.context(format!("daemon log:\n{}", d.log()))
+}
+
+/// Hooks the kernel lacks (their tracepoint does not exist); anything else that failed to
+/// load or attach is an error.
+fn missing_hooks(h: &sensor::proto::Health) -> Result<Vec<String>> {
+    let failed: Vec<_> = h.programs.iter().filter(|p| !p.attached).collect();
+    let refused: Vec<_> = failed
+        .iter()
+        .filter(|p| !p.error.contains("/sys/kernel/tracing/events/"))
+        .collect();
+    ensure!(refused.is_empty(), "programs refused: {refused:?}");
+    Ok(failed.iter().map(|p| p.hook.clone()).collect())
+}
+
+/// Passive mode: reported, never stopped, nothing attached to the LSM.
+async fn passive_mode(passive: &Daemon, fd: i32) -> Result<()> {
     let h = health(&passive.socket).await?;
+    missing_hooks(&h)?;
     ensure!(
         !h.programs.iter().any(|p| p.hook.starts_with("lsm/")),
         "passive mode attached an LSM program"
     );
     let c = Collector::start(&passive.socket, &["detection"]).await?;
-    let fd = memfd(&image)?;
     let status = Command::new(format!("/proc/self/fd/{fd}"))
         .arg(NOOP)
         .status()
@@ -95,12 +136,13 @@ async fn checks() -> Result<String> {
     );
     let d = detection(&c, "SNS-0002").await?;
     ensure!(d.action == "none", "passive mode acted: {}", d.action);
-    drop(c);
-    drop(passive);
+    Ok(())
+}
 
-    // Blocking mode: the exec is refused before the new image exists.
-    let blocking = Daemon::start(&["--mode", "blocking"])?;
+/// Blocking mode: the exec is refused before the new image exists.
+async fn blocking_mode(blocking: &Daemon, fd: i32, image: &[u8]) -> Result<String> {
     let h = health(&blocking.socket).await?;
+    let missing = missing_hooks(&h)?;
     let platform = h.platform.context("health has no platform")?;
     ensure!(
         platform.bpf_lsm,
@@ -167,7 +209,7 @@ async fn checks() -> Result<String> {
 
     // A file dropped in /tmp is denied once its drop has reached the daemon.
     let dropped = "/tmp/sensor-vm-dropped";
-    std::fs::write(dropped, &image)?;
+    std::fs::write(dropped, image)?;
     std::fs::set_permissions(dropped, std::fs::Permissions::from_mode(0o755))?;
     expect(&c, "the drop", |e| {
         e.file.as_ref().is_some_and(|f| f.path == dropped)
@@ -193,8 +235,11 @@ async fn checks() -> Result<String> {
     );
 
     Ok(format!(
-        "{} ({}); memfd and dropped execs denied with EPERM; passive mode ran the memfd",
-        platform.kernel, platform.bpf_lsm_reason
+        "{} ({}); memfd and dropped execs denied with EPERM; passive mode ran the memfd; \
+         {} programs attached, tracepoints missing: {missing:?}",
+        platform.kernel,
+        platform.bpf_lsm_reason,
+        h.programs.len() - missing.len()
     ))
 }
 

@@ -6,15 +6,13 @@
 //! first iovec of a message are read: a query fits in them. The query name is parsed in
 //! userspace.
 
-use aya_ebpf::{
-    helpers::generated::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext,
-};
-use sensor_common::{DNS_LEN, DnsEvent, EventKind, SockInfo, syscalls as nr};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use sensor_common::{DnsEvent, EventKind, SockInfo, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, fd_file, read_user, send, skip, sock_info,
-        user_sockaddr,
+        count_error, count_lost, current_task, fd_file, read_user, read_user_bytes, send, skip,
+        sock_info, user_sockaddr,
     },
     maps::EVENTS,
     syscall::entry_args,
@@ -65,30 +63,11 @@ fn try_dns(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
-    let mut n = if len > DNS_LEN as u64 {
-        DNS_LEN as u64
-    } else {
-        len
-    };
-    n &= (DNS_LEN as u64 * 2) - 1;
-    if n > DNS_LEN as u64 {
-        n = DNS_LEN as u64;
-    }
-    let copied = if n > 0 {
-        unsafe {
-            bpf_probe_read_user(
-                (&raw mut (*e).payload) as *mut core::ffi::c_void,
-                n as u32,
-                buf as *const core::ffi::c_void,
-            )
-        }
-    } else {
-        -1
-    };
+    let copied = read_user_bytes(unsafe { &raw mut (*e).payload }, len, buf).unwrap_or(0);
     unsafe {
         (*e).syscall = call.nr as u32;
         (*e).fd = a[0] as i32;
-        (*e).len = if copied == 0 { n as u32 } else { 0 };
+        (*e).len = copied;
         (*e)._pad = 0;
         (*e).sock = sock;
     }

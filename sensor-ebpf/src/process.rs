@@ -10,9 +10,7 @@
 //! These prototypes are stable from 4.x through 6.18.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    helpers::generated::bpf_send_signal, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 use sensor_common::{
     ARGS_LEN, ENV_LEN, EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED, EventKind, ExecEvent,
@@ -22,7 +20,7 @@ use sensor_common::{
 use crate::{
     kernel::{
         count_error, count_lost, current_task, file_identity, kernel_str, off, read, read_ptr,
-        send, skip,
+        read_user_bytes, send, skip,
     },
     maps::EVENTS,
     prevent::doomed,
@@ -82,47 +80,30 @@ fn exec_body(
     let mm = read_ptr(task, o.task_mm)?;
     let start: u64 = read(mm, o.mm_arg_start)?;
     let end: u64 = read(mm, o.mm_arg_end)?;
-    let mut len = end.saturating_sub(start);
+    let len = end.saturating_sub(start);
     if len >= ARGS_LEN as u64 {
-        len = ARGS_LEN as u64 - 1;
         unsafe { (*e).flags |= EXEC_ARGS_TRUNCATED };
     }
-    // The mask restates the bound in a form the verifier tracks.
-    let len = len & (ARGS_LEN as u64 - 1);
-    if len > 0 {
-        let r = unsafe {
-            bpf_probe_read_user(
-                (&raw mut (*e).args) as *mut core::ffi::c_void,
-                len as u32,
-                start as *const core::ffi::c_void,
-            )
-        };
-        if r == 0 {
-            unsafe { (*e).args_len = len as u32 };
-        } else {
-            return Err(r);
-        }
-    }
+    let n = read_user_bytes(
+        unsafe { &raw mut (*e).args },
+        len.min(ARGS_LEN as u64 - 1),
+        start,
+    )?;
+    unsafe { (*e).args_len = n };
 
     let start: u64 = read(mm, o.mm_env_start)?;
     let end: u64 = read(mm, o.mm_env_end)?;
-    let mut len = end.saturating_sub(start);
+    let len = end.saturating_sub(start);
     if len >= ENV_LEN as u64 {
-        len = ENV_LEN as u64 - 1;
         unsafe { (*e).flags |= EXEC_ENV_TRUNCATED };
     }
-    let len = len & (ENV_LEN as u64 - 1);
-    if len > 0 {
-        let r = unsafe {
-            bpf_probe_read_user(
-                (&raw mut (*e).env) as *mut core::ffi::c_void,
-                len as u32,
-                start as *const core::ffi::c_void,
-            )
-        };
-        if r == 0 {
-            unsafe { (*e).env_len = len as u32 };
-        }
+    // An unreadable environment leaves the argv already captured standing.
+    if let Ok(n) = read_user_bytes(
+        unsafe { &raw mut (*e).env },
+        len.min(ENV_LEN as u64 - 1),
+        start,
+    ) {
+        unsafe { (*e).env_len = n };
     }
     Ok(())
 }

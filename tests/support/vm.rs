@@ -18,13 +18,18 @@ use anyhow::{Context, Result, bail};
 /// The line the guest prints last: `SENSOR-VM: PASS ...` or `SENSOR-VM: FAIL ...`.
 pub const VERDICT: &str = "SENSOR-VM:";
 
-/// The kernel `cargo xtask test` fetched (a Debian cloud kernel with BPF LSM).
-pub fn kernel() -> Result<PathBuf> {
-    let k = std::env::var_os("SENSOR_VM_KERNEL").context(
-        "SENSOR_VM_KERNEL is not set: run the suite with `cargo xtask test`, which fetches \
-         the kernel these tests boot",
+/// The kernels `cargo xtask test` fetched (Debian cloud kernels with BPF LSM), from
+/// `SENSOR_VM_KERNELS` (colon-separated paths).
+pub fn kernels() -> Result<Vec<PathBuf>> {
+    let list = std::env::var_os("SENSOR_VM_KERNELS").context(
+        "SENSOR_VM_KERNELS is not set: run the suite with `cargo xtask test`, which fetches \
+         the kernels these tests boot",
     )?;
-    Ok(PathBuf::from(k))
+    let kernels: Vec<PathBuf> = std::env::split_paths(&list).collect();
+    if kernels.is_empty() {
+        bail!("SENSOR_VM_KERNELS names no kernel");
+    }
+    Ok(kernels)
 }
 
 /// An initramfs in the kernel's `newc` cpio format.

@@ -128,8 +128,8 @@ fn run_daemon(args: &[String]) -> Result<ExitCode> {
 
 fn test(args: &[String]) -> Result<ExitCode> {
     let artifacts = build(Profile::Release)?;
-    banner("setup: qemu and a test kernel with BPF LSM");
-    let vm_kernel = vm::ensure_vm()?;
+    banner("setup: qemu and the test kernels with BPF LSM");
+    let vm_kernels = std::env::join_paths(vm::ensure_vm()?)?;
     banner("test (cargo test --release --workspace)");
     let mut cargo = cmd::command(cmd::cargo());
     cargo
@@ -137,7 +137,7 @@ fn test(args: &[String]) -> Result<ExitCode> {
         .args(["test", "--release", "--workspace", "--no-fail-fast"])
         .env("SENSOR_BPF_OBJECT", &artifacts.bpf_object)
         .env("SENSOR_BIN", &artifacts.sensor_bin)
-        .env("SENSOR_VM_KERNEL", &vm_kernel);
+        .env("SENSOR_VM_KERNELS", &vm_kernels);
     if !args.is_empty() {
         cargo.arg("--").args(args);
     }

@@ -1,6 +1,7 @@
-//! The kernel the test suite boots under qemu, for what this machine's own kernel refuses
-//! (BPF LSM: trampolines are locked here). A Debian cloud kernel, fetched as a package and
-//! unpacked into `target/vm/`; only its `vmlinuz` is kept. Never installed on the host.
+//! The kernels the test suite boots under qemu, for what this machine's own kernel refuses
+//! (BPF LSM: trampolines are locked here) and for the older kernels fleets run. Debian
+//! cloud kernels, fetched as packages and unpacked into `target/vm/`; only each `vmlinuz`
+//! is kept. Nothing is installed on the host but qemu.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,13 +12,17 @@ use crate::build::workspace_root;
 use crate::cmd::{self, command};
 use crate::setup::{Apt, which};
 
-/// Debian's 6.12 cloud kernels: BTF, BPF LSM built in (active with `lsm=...,bpf`), serial
-/// console and initramfs without modules.
-const KERNEL_PREFIX: &str = "linux-image-6.12.";
+/// Debian's cloud kernels of 6.1 (Debian 12's own) and 6.12: BTF, BPF LSM built in (active
+/// with `lsm=...,bpf`), serial console and initramfs without modules. Each is the package
+/// name's start and the `vmlinuz-` name's start.
+const SERIES: [(&str, &str); 2] = [
+    ("linux-image-6.1.0-", "vmlinuz-6.1.0-"),
+    ("linux-image-6.12.", "vmlinuz-6.12."),
+];
 const KERNEL_SUFFIX: &str = "-cloud-amd64-unsigned";
 
-/// The path of a bootable kernel, fetching it and qemu first if missing.
-pub fn ensure_vm() -> Result<PathBuf> {
+/// The paths of the kernels to boot, fetching them and qemu first if missing.
+pub fn ensure_vm() -> Result<Vec<PathBuf>> {
     let mut apt = Apt::default();
     if which("qemu-system-x86_64").is_none() {
         println!("setup: qemu-system-x86_64 missing; installing qemu-system-x86 with apt-get ...");
@@ -26,12 +31,19 @@ pub fn ensure_vm() -> Result<PathBuf> {
         println!("setup: qemu-system-x86_64 present");
     }
     let dir = workspace_root().join("target/vm");
-    if let Some(kernel) = find_kernel(&dir) {
+    SERIES
+        .iter()
+        .map(|&(package, image)| ensure_kernel(&mut apt, &dir, package, image))
+        .collect()
+}
+
+fn ensure_kernel(apt: &mut Apt, dir: &Path, package: &str, image: &str) -> Result<PathBuf> {
+    if let Some(kernel) = find_kernel(dir, image) {
         println!("setup: test kernel present ({})", kernel.display());
         return Ok(kernel);
     }
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let package = newest_kernel_package()?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let package = newest_package(package)?;
     println!("setup: fetching {package} for the qemu tests ...");
     let work = dir.join("unpack");
     let _ = fs::remove_dir_all(&work);
@@ -44,8 +56,8 @@ pub fn ensure_vm() -> Result<PathBuf> {
         .with_context(|| format!("apt-get download {package} left no .deb"))?;
     let root = work.join("root");
     cmd::run(command("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
-    let vmlinuz = find_kernel(&root.join("boot"))
-        .with_context(|| format!("{package} holds no boot/vmlinuz-*"))?;
+    let vmlinuz = find_kernel(&root.join("boot"), image)
+        .with_context(|| format!("{package} holds no boot/{image}*"))?;
     let kept = dir.join(vmlinuz.file_name().expect("a file name"));
     fs::copy(&vmlinuz, &kept)?;
     fs::remove_dir_all(&work)?;
@@ -53,7 +65,7 @@ pub fn ensure_vm() -> Result<PathBuf> {
     Ok(kept)
 }
 
-fn find_kernel(dir: &Path) -> Option<PathBuf> {
+fn find_kernel(dir: &Path, image: &str) -> Option<PathBuf> {
     fs::read_dir(dir)
         .ok()?
         .flatten()
@@ -61,27 +73,28 @@ fn find_kernel(dir: &Path) -> Option<PathBuf> {
         .find(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
+                .is_some_and(|n| n.starts_with(image))
         })
 }
 
-/// The newest 6.12 cloud kernel the archive offers: old builds leave the archive.
-fn newest_kernel_package() -> Result<String> {
-    let list = cmd::output(command("apt-cache").args(["pkgnames", KERNEL_PREFIX]))?;
+/// The newest build of a series the archive offers: old builds leave the archive.
+fn newest_package(prefix: &str) -> Result<String> {
+    let list = cmd::output(command("apt-cache").args(["pkgnames", prefix]))?;
     let mut names: Vec<&str> = list
         .lines()
         .filter(|n| n.ends_with(KERNEL_SUFFIX))
         .collect();
-    names.sort_by_key(|n| patch_level(n));
+    names.sort_by_key(|n| build_number(n, prefix));
     match names.last() {
         Some(n) => Ok(n.to_string()),
-        None => bail!("apt-cache knows no {KERNEL_PREFIX}*{KERNEL_SUFFIX} package"),
+        None => bail!("apt-cache knows no {prefix}*{KERNEL_SUFFIX} package"),
     }
 }
 
-/// `linux-image-6.12.113+deb12-cloud-amd64-unsigned` -> 113.
-fn patch_level(name: &str) -> u32 {
-    name.strip_prefix(KERNEL_PREFIX)
+/// `linux-image-6.12.113+deb12-cloud-amd64-unsigned` -> 113,
+/// `linux-image-6.1.0-57-cloud-amd64-unsigned` -> 57.
+fn build_number(name: &str, prefix: &str) -> u32 {
+    name.strip_prefix(prefix)
         .map(|rest| {
             rest.chars()
                 .take_while(char::is_ascii_digit)
@@ -93,17 +106,23 @@ fn patch_level(name: &str) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::patch_level;
+    use super::build_number;
 
     #[test]
-    fn kernel_patch_level() {
+    fn kernel_build_number() {
+        let p = "linux-image-6.12.";
         assert_eq!(
-            patch_level("linux-image-6.12.113+deb12-cloud-amd64-unsigned"),
+            build_number("linux-image-6.12.113+deb12-cloud-amd64-unsigned", p),
             113
         );
         assert_eq!(
-            patch_level("linux-image-6.12.9+deb12-cloud-amd64-unsigned"),
+            build_number("linux-image-6.12.9+deb12-cloud-amd64-unsigned", p),
             9
+        );
+        let p = "linux-image-6.1.0-";
+        assert_eq!(
+            build_number("linux-image-6.1.0-57-cloud-amd64-unsigned", p),
+            57
         );
     }
 }
