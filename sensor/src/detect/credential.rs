@@ -1,5 +1,6 @@
 //! SNS-0007 credential access: reads of /etc/shadow, /etc/gshadow or SSH private keys by a
-//! process outside the tools that need them (account tools, sshd, ssh clients, PAM).
+//! process outside the tools that need them (account tools, sshd, ssh clients, PAM,
+//! debconf).
 
 use super::{Detector, Finding, Rule, base_name};
 use crate::proto;
@@ -40,7 +41,21 @@ const ALLOWED: &[&str] = &[
     "sftp",
     "shadowconfig",
     "newusers",
+    // Perl account tools.
+    "adduser",
+    "deluser",
+    "addgroup",
+    "delgroup",
+    // debconf, run by apt and dpkg: Perl's getpwnam reads the shadow file when root.
+    "dpkg-preconfigure",
+    "dpkg-reconfigure",
 ];
+/// debconf's frontend, by full path: its base name says nothing.
+const DEBCONF_FRONTEND: &str = "/usr/share/debconf/frontend";
+
+fn allowed(exe: &str) -> bool {
+    exe == DEBCONF_FRONTEND || ALLOWED.contains(&base_name(exe))
+}
 
 /// What kind of secret `path` is, if it is one.
 pub fn secret(path: &str) -> Option<&'static str> {
@@ -71,7 +86,7 @@ impl Detector for Credential {
             return;
         };
         let Some(what) = secret(&f.path) else { return };
-        if ALLOWED.contains(&base_name(&p.exe)) {
+        if allowed(&p.exe) {
             return;
         }
         out.push(Finding {
@@ -85,7 +100,7 @@ impl Detector for Credential {
 
 #[cfg(test)]
 mod tests {
-    use super::secret;
+    use super::{allowed, secret};
 
     #[test]
     fn secrets() {
@@ -94,5 +109,14 @@ mod tests {
         assert!(secret("/home/a/.ssh/id_ed25519.pub").is_none());
         assert!(secret("/etc/passwd").is_none());
         assert!(secret("/srv/id_rsa").is_none());
+    }
+
+    #[test]
+    fn account_tools_and_debconf_are_allowed() {
+        assert!(allowed("/usr/sbin/dpkg-preconfigure"));
+        assert!(allowed("/usr/share/debconf/frontend"));
+        assert!(allowed("/usr/sbin/adduser"));
+        assert!(!allowed("/tmp/frontend"));
+        assert!(!allowed("/usr/bin/cat"));
     }
 }
