@@ -7,6 +7,7 @@
 //!   many exec events the daemon saw and lost, its CPU time and peak RSS.
 //! - `rtp`: real-time protection on file opens, against ClamAV's clamonacc
 //!   (in `bench_rtp`).
+//! - `fp`: detections raised by everyday admin work (in `bench_fp`).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ pub enum Bench {
     /// Real-time protection: cold and cached open+read of small files, against no
     /// scanner and against ClamAV's clamonacc; `scan custom` throughput.
     Rtp(crate::bench_rtp::RtpArgs),
+    /// False positives of a passive daemon on a rebuild of this project and on Debian
+    /// package installs (installs and removes tcpdump unless it is already there).
+    Fp,
 }
 
 #[derive(Args)]
@@ -48,6 +52,7 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Capture(args) => capture(&args),
         Bench::Detect => detect(),
         Bench::Rtp(args) => crate::bench_rtp::rtp(&args),
+        Bench::Fp => crate::bench_fp::fp(),
     }
 }
 
@@ -157,7 +162,7 @@ fn run_storm(iterations: u64) -> Result<f64> {
 fn sensor_run(bin: &Path, tmp: &Path, round: u32, n: u64, baseline_secs: f64) -> Result<Round> {
     let socket = tmp.join("sensor.sock");
     let _ = fs::remove_file(&socket);
-    let mut daemon = Daemon::start(bin, &socket, &tmp.join(format!("daemon-{round}.log")))?;
+    let mut daemon = Daemon::start(bin, &socket, &tmp.join(format!("daemon-{round}.log")), &[])?;
     let before = daemon.wait_ready(bin, &socket)?;
     let sensor_secs = run_storm(n)?;
     // Events still sit in the ring buffer and the pipeline when the storm ends.
@@ -220,17 +225,19 @@ pub(crate) fn health(bin: &Path, socket: &Path) -> Result<Value> {
 
 /// A daemon started by the bench; killed on drop so that an error midway
 /// never leaves a sensor running.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(bin: &Path, socket: &Path, log: &Path) -> Result<Self> {
+    /// A passive daemon on `socket`, with `extra` daemon arguments.
+    pub(crate) fn start(bin: &Path, socket: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
         let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         let mut cmd = Command::new(bin);
         cmd.args(["daemon", "--mode", "passive", "--socket"])
             .arg(socket)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
@@ -248,7 +255,7 @@ impl Daemon {
     }
 
     /// Polls health until it answers, and returns that first answer.
-    fn wait_ready(&mut self, bin: &Path, socket: &Path) -> Result<Value> {
+    pub(crate) fn wait_ready(&mut self, bin: &Path, socket: &Path) -> Result<Value> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -271,7 +278,7 @@ impl Daemon {
         }
     }
 
-    fn stop(&mut self) -> Result<()> {
+    pub(crate) fn stop(&mut self) -> Result<()> {
         let pid = libc::pid_t::try_from(self.pid()).context("pid out of range")?;
         // SAFETY: plain syscall on our own child, which has not been reaped.
         if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
@@ -456,17 +463,17 @@ fn report(rounds: &[Round], n: u64) {
 }
 
 /// A scratch directory for the daemon's socket and logs, removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(prefix: &str) -> Result<Self> {
+    pub(crate) fn new(prefix: &str) -> Result<Self> {
         let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(Self(path))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -5,9 +5,11 @@
 //! Modules: `cmd` runs external commands, `setup` installs toolchain pieces
 //! and mounts kernel filesystems, `build` drives the two-stage build,
 //! `bench` holds the benchmarks, `bench_rtp` the real-time protection one,
+//! `bench_fp` the false-positive one,
 //! `vm` fetches the kernel the tests boot under qemu.
 
 mod bench;
+mod bench_fp;
 mod bench_rtp;
 mod build;
 mod cmd;

@@ -268,6 +268,14 @@ impl Apt {
         apt_get(&["install", "-y", "--no-install-recommends", package], None)
     }
 
+    /// `apt-get ARGS -y`, for the benches that install and remove packages as workloads.
+    pub(crate) fn run(&mut self, args: &[&str]) -> Result<()> {
+        self.update()?;
+        let mut all = args.to_vec();
+        all.push("-y");
+        apt_get(&all, None)
+    }
+
     /// Fetches a package's `.deb` into `dir` without installing it.
     pub(crate) fn download(&mut self, package: &str, dir: &Path) -> Result<()> {
         self.update()?;
