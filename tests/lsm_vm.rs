@@ -23,6 +23,18 @@ fn main() {
     if std::process::id() == 1 {
         guest();
     }
+    // As libtest does: `--list` names the test, and a name filter that does not match
+    // skips it, so `cargo xtask test -- reverse_shell` boots no VM.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("lsm_vm: test");
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "lsm_vm".contains(f.as_str())) {
+        println!("running 0 tests (lsm_vm filtered out)");
+        return;
+    }
     let kernels = vm::kernels().unwrap_or_else(|e| {
         eprintln!("test lsm_vm ... FAILED: {e:#}");
         std::process::exit(1)
