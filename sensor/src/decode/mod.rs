@@ -186,7 +186,30 @@ fn decode_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sensor_common::{ARGS_LEN, ENV_LEN, ExecEvent, ExecImage, NAME_LEN, PATH_LEN};
+    use sensor_common::{
+        ARGS_LEN, DENIED_UNLINKED, ENV_LEN, ExecDeniedEvent, ExecEvent, ExecImage, NAME_LEN,
+        PATH_LEN,
+    };
+
+    fn image(filename: &str, name: &str) -> ExecImage {
+        let mut i = ExecImage {
+            ino: 7,
+            dev: 1,
+            nlink: 1,
+            filename_len: filename.len() as u32,
+            name_len: name.len() as u32,
+            filename: [0; PATH_LEN],
+            name: [0; NAME_LEN],
+        };
+        i.filename[..filename.len()].copy_from_slice(filename.as_bytes());
+        i.name[..name.len()].copy_from_slice(name.as_bytes());
+        i
+    }
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        let p = (v as *const T).cast::<u8>();
+        unsafe { std::slice::from_raw_parts(p, size_of::<T>()) }.to_vec()
+    }
 
     fn exec_record(args: &[u8], filename: &str) -> Vec<u8> {
         let mut e = ExecEvent {
@@ -198,15 +221,7 @@ mod tests {
                 ppid: 1,
                 ..Default::default()
             },
-            image: ExecImage {
-                ino: 7,
-                dev: 1,
-                nlink: 1,
-                filename_len: filename.len() as u32,
-                name_len: 0,
-                filename: [0; PATH_LEN],
-                name: [0; NAME_LEN],
-            },
+            image: image(filename, ""),
             args_len: args.len() as u32,
             flags: 0,
             env_len: 0,
@@ -214,10 +229,38 @@ mod tests {
             args: [0; ARGS_LEN],
             env: [0; ENV_LEN],
         };
-        e.image.filename[..filename.len()].copy_from_slice(filename.as_bytes());
         e.args[..args.len()].copy_from_slice(args);
-        let p = (&e as *const ExecEvent).cast::<u8>();
-        unsafe { std::slice::from_raw_parts(p, size_of::<ExecEvent>()) }.to_vec()
+        bytes_of(&e)
+    }
+
+    #[test]
+    fn decodes_a_denied_exec() {
+        let mut e = ExecDeniedEvent {
+            header: EventHeader {
+                kind: EventKind::ProcessExecDenied as u32,
+                size: size_of::<ExecDeniedEvent>() as u32,
+                tgid: 42,
+                ..Default::default()
+            },
+            image: image("/proc/self/fd/3", "memfd:x"),
+            reason: DENIED_UNLINKED,
+            _pad: 0,
+        };
+        e.image.nlink = 0;
+        let d = decode(&bytes_of(&e)).unwrap();
+        assert_eq!(d.event.kind, "process_exec_denied");
+        let x = d.event.exec.unwrap();
+        assert_eq!(
+            (x.filename.as_str(), x.name.as_str()),
+            ("/proc/self/fd/3", "memfd:x")
+        );
+        assert!(x.denied.contains("memfd") && !x.killed);
+        // A reason this build does not know is named as such; lengths are clamped.
+        e.reason = 99;
+        e.image.filename_len = u32::MAX;
+        let x = decode(&bytes_of(&e)).unwrap().event.exec.unwrap();
+        assert_eq!(x.denied, "unknown reason");
+        assert_eq!(x.filename, "/proc/self/fd/3");
     }
 
     #[test]
