@@ -272,11 +272,5 @@ async fn detection(c: &Collector, id: &str) -> Result<sensor::proto::Detection> 
 
 /// `Collector::expect` as an error rather than a panic, with a wait fit for emulation.
 async fn expect(c: &Collector, what: &str, pred: impl Fn(&Event) -> bool) -> Result<Event> {
-    match c.wait_for(Duration::from_secs(60), pred).await {
-        Some(e) => Ok(e),
-        None => {
-            let seen: Vec<String> = c.all().iter().map(sensor_tests::summary).collect();
-            bail!("no event: {what}; seen:\n{}", seen.join("\n"))
-        }
-    }
+    c.try_expect(Duration::from_secs(60), what, pred).await
 }

@@ -84,11 +84,7 @@ fn exec_body(
     if len >= ARGS_LEN as u64 {
         unsafe { (*e).flags |= EXEC_ARGS_TRUNCATED };
     }
-    let n = read_user_bytes(
-        unsafe { &raw mut (*e).args },
-        len.min(ARGS_LEN as u64 - 1),
-        start,
-    )?;
+    let n = read_user_bytes(unsafe { &raw mut (*e).args }, len, start)?;
     unsafe { (*e).args_len = n };
 
     let start: u64 = read(mm, o.mm_env_start)?;
@@ -98,11 +94,7 @@ fn exec_body(
         unsafe { (*e).flags |= EXEC_ENV_TRUNCATED };
     }
     // An unreadable environment leaves the argv already captured standing.
-    if let Ok(n) = read_user_bytes(
-        unsafe { &raw mut (*e).env },
-        len.min(ENV_LEN as u64 - 1),
-        start,
-    ) {
+    if let Ok(n) = read_user_bytes(unsafe { &raw mut (*e).env }, len, start) {
         unsafe { (*e).env_len = n };
     }
     Ok(())

@@ -4,9 +4,10 @@
 //! crypto miner) are acted on in blocking mode. Fileless images are stopped by the kernel
 //! at exec: denied through BPF LSM where the kernel runs it, else killed before their first
 //! instruction; so are dropped files, once this stage has seen the drop and armed the
-//! kernel with the file's inode (`DROPPED`). This stage records those denials and kills. The rest is decided in userspace and killed from here: the
-//! offending process and, for a reverse shell, the shells it started (also a drop executed
-//! faster than its file event reached userspace). Passive mode never kills.
+//! kernel with the file's inode (`DROPPED`). This stage records those denials and kills.
+//! The rest is decided in userspace and killed from here: the offending process and, for a
+//! reverse shell, the shells it started (also a drop executed faster than its file event
+//! reached userspace). Passive mode never kills.
 //!
 //! A process is killed only after checking that its pid still names the same process
 //! (start time from /proc), so a reused pid is never hit.

@@ -337,8 +337,20 @@ impl Collector {
 
     /// `wait_for` that fails the test with what was seen.
     pub async fn expect(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
-        match self.wait_for(Duration::from_secs(10), pred).await {
-            Some(e) => e,
+        self.try_expect(Duration::from_secs(10), what, pred)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `wait_for` that returns an error naming what was seen last.
+    pub async fn try_expect(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Result<Event> {
+        match self.wait_for(timeout, pred).await {
+            Some(e) => Ok(e),
             None => {
                 let seen: Vec<String> = self
                     .events
@@ -349,7 +361,7 @@ impl Collector {
                     .take(40)
                     .map(summary)
                     .collect();
-                panic!("no event: {what}\nlast events seen:\n{}", seen.join("\n"))
+                bail!("no event: {what}\nlast events seen:\n{}", seen.join("\n"))
             }
         }
     }

@@ -6,7 +6,7 @@
 //! and mounts kernel filesystems, `build` drives the two-stage build,
 //! `bench` holds the benchmarks, `bench_rtp` the real-time protection one,
 //! `bench_fp` the false-positive one,
-//! `vm` fetches the kernel the tests boot under qemu.
+//! `vm` fetches the kernels the tests boot under qemu.
 
 mod bench;
 mod bench_fp;
@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install LLVM, bpf-linker and rust-src if missing; mount tracefs and bpffs; fetch
-    /// qemu and the kernel the qemu tests boot.
+    /// qemu and the kernels the qemu tests boot.
     Setup,
     /// Set up, then build the eBPF object and the sensor binary.
     Build {
@@ -53,7 +53,7 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Build, then run the workspace tests (including kernel integration tests, and
-    /// BPF LSM tests under qemu with a Debian kernel fetched for them).
+    /// BPF LSM tests under qemu on Debian kernels fetched for them).
     Test {
         /// Arguments for the test binaries, e.g. `-- --nocapture`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

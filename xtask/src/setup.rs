@@ -264,11 +264,10 @@ pub(crate) struct Apt {
 
 impl Apt {
     pub(crate) fn install(&mut self, package: &str) -> Result<()> {
-        self.update()?;
-        apt_get(&["install", "-y", "--no-install-recommends", package], None)
+        self.run(&["install", "--no-install-recommends", package])
     }
 
-    /// `apt-get ARGS -y`, for the benches that install and remove packages as workloads.
+    /// `apt-get ARGS -y`.
     pub(crate) fn run(&mut self, args: &[&str]) -> Result<()> {
         self.update()?;
         let mut all = args.to_vec();
