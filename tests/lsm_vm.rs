@@ -79,6 +79,7 @@ fn host(kernel: &std::path::Path) -> Result<String> {
 
 /// Runs as `/init` of the VM: prints the verdict on the console, then powers off.
 fn guest() -> ! {
+    println!("{}", vm::STARTED);
     let result = std::panic::catch_unwind(|| {
         vm::guest_mounts()?;
         tokio::runtime::Runtime::new()?.block_on(checks())
