@@ -11,10 +11,9 @@ use sensor_common::{DnsEvent, EventKind, SockInfo, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, fd_file, read_user, read_user_bytes, send, skip,
+        count_error, current_task, fd_file, read_user, read_user_bytes, reserve, send, skip,
         sock_info, user_sockaddr,
     },
-    maps::EVENTS,
     syscall::entry_args,
 };
 
@@ -58,8 +57,7 @@ fn try_dns(ctx: &TracePointContext) -> Result<(), i64> {
     if sock.rport != DNS_PORT || buf == 0 {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
-        count_lost(EventKind::DnsQuery);
+    let Some(mut entry) = reserve::<DnsEvent>(EventKind::DnsQuery) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();

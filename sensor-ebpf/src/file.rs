@@ -17,10 +17,10 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, file_ino, ignored, kernel_str,
-        off, read, read_ptr, read_user, send, user_str,
+        count_error, current_task, enabled, fd_file, file_ino, ignored, kernel_str,
+        off, read, read_ptr, read_user, reserve, send, user_str,
     },
-    maps::{EVENTS, SENSITIVE_NAMES},
+    maps::SENSITIVE_NAMES,
     syscall::{entry_args, exit_ret, stash, take},
 };
 
@@ -193,8 +193,7 @@ fn explicit_times(times: u64) -> bool {
 
 fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     let f = fields(call, ret);
-    let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
-        count_lost(kind);
+    let Some(mut entry) = reserve::<FileEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
@@ -246,8 +245,7 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), ()> {
     if unsafe { SENSITIVE_NAMES.get(key) }.is_none() {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
-        count_lost(kind);
+    let Some(mut entry) = reserve::<FileEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();

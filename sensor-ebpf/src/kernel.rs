@@ -159,7 +159,7 @@ pub fn enabled(kind: EventKind) -> bool {
 }
 
 #[inline(always)]
-pub fn count_lost(kind: EventKind) {
+fn count_lost(kind: EventKind) {
     bump(&LOST, kind);
 }
 
@@ -193,6 +193,17 @@ pub fn wakeup() -> u64 {
     } else {
         BPF_RB_NO_WAKEUP
     }
+}
+
+/// Reserves a record of `kind`, counting it as lost when the ring buffer is full: the one
+/// place a hook gives up a record, so none goes uncounted.
+#[inline(always)]
+pub fn reserve<T: 'static>(kind: EventKind) -> Option<RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        count_lost(kind);
+    }
+    entry
 }
 
 /// Fills the header of a reserved record from `task` and submits it; the record is sent

@@ -13,8 +13,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use sensor_common::{EventKind, ExecDeniedEvent};
 
 use crate::{
-    kernel::{count_error, count_lost, current_task, enabled, ignored, send},
-    maps::EVENTS,
+    kernel::{count_error, current_task, enabled, ignored, reserve, send},
     prevent::doomed,
     process::read_image,
 };
@@ -45,8 +44,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
 
 fn report(task: usize, bprm: usize, reason: u32) -> Result<(), i64> {
     let kind = EventKind::ProcessExecDenied;
-    let Some(mut entry) = EVENTS.reserve::<ExecDeniedEvent>(0) else {
-        count_lost(kind);
+    let Some(mut entry) = reserve::<ExecDeniedEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();

@@ -11,8 +11,7 @@ use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use sensor_common::{EventKind, MODULE_AT_ENTRY, SyscallEvent, syscalls as nr};
 
 use crate::{
-    kernel::{count_error, count_lost, current_task, read, send, skip, user_str},
-    maps::EVENTS,
+    kernel::{count_error, current_task, read, reserve, send, skip, user_str},
 };
 
 /// x86_64 `struct pt_regs` offsets of the first three syscall arguments (di, si, dx).
@@ -42,8 +41,7 @@ fn try_module(ctx: &RawTracePointContext, id: u64) -> Result<(), i64> {
         args[i] = read(regs as usize, REGS_ARGS[i])?;
         i += 1;
     }
-    let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
-        count_lost(kind);
+    let Some(mut entry) = reserve::<SyscallEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();

@@ -10,10 +10,9 @@ use sensor_common::{EventKind, NetEvent, PendingCall, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, ignored, send, sock_info,
+        count_error, current_task, enabled, fd_file, ignored, reserve, send, sock_info,
         user_sockaddr,
     },
-    maps::EVENTS,
     syscall::{entry_args, exit_ret, stash, take},
 };
 
@@ -56,8 +55,7 @@ pub fn net_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
-    let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
-        count_lost(kind);
+    let Some(mut entry) = reserve::<NetEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();

@@ -19,10 +19,9 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, file_identity, kernel_str, off, read, read_ptr,
-        read_user_bytes, send, skip,
+        count_error, current_task, file_identity, kernel_str, off, read, read_ptr,
+        read_user_bytes, reserve, send, skip,
     },
-    maps::EVENTS,
     prevent::doomed,
 };
 
@@ -44,8 +43,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     // Decided before anything can fail to be reported: a full ring buffer must not let a
     // fileless or dropped image run.
     let killed = prevent(task, bprm);
-    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
-        count_lost(kind);
+    let Some(mut entry) = reserve::<ExecEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
@@ -148,8 +146,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
     if pid != tgid {
         return Ok(());
     }
-    let Some(entry) = EVENTS.reserve::<ForkEvent>(0) else {
-        count_lost(kind);
+    let Some(entry) = reserve::<ForkEvent>(kind) else {
         return Ok(());
     };
     send(entry, child, kind)
@@ -176,8 +173,7 @@ fn try_exit(_ctx: &RawTracePointContext) -> Result<(), i64> {
     if live != 0 {
         return Ok(());
     }
-    let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
-        count_lost(kind);
+    let Some(mut entry) = reserve::<ExitEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();

@@ -12,10 +12,10 @@ use sensor_common::{EventKind, PendingCall, SyscallEvent, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, count_lost, current_task, enabled, fd_file, ignored, read_user, send,
+        count_error, current_task, enabled, fd_file, ignored, read_user, reserve, send,
         sock_info, user_str,
     },
-    maps::{EVENTS, PROTECTED_TGIDS},
+    maps::PROTECTED_TGIDS,
     syscall::{entry_args, exit_ret, stash, take},
 };
 
@@ -83,8 +83,7 @@ pub fn security_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
-    let Some(mut entry) = EVENTS.reserve::<SyscallEvent>(0) else {
-        count_lost(kind);
+    let Some(mut entry) = reserve::<SyscallEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
