@@ -36,6 +36,7 @@ use crate::{
     enrich::{Enricher, HashCache},
     grpc,
     health::{HealthSource, Stats},
+    listen::{StateDir, TcpApi},
     probes::{ProbeConfig, Probes},
     process_table::ProcessTable,
     proto,
@@ -55,24 +56,34 @@ pub enum Mode {
 pub struct DaemonArgs {
     #[arg(long, value_enum, default_value = "passive")]
     pub mode: Mode,
-    /// Unix socket of the gRPC API (created 0600).
+    /// Unix socket of the gRPC API (0600, in a root-owned directory nobody else can write).
     #[arg(long, default_value = crate::cli::DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// Also serve gRPC on this TCP address (e.g. 127.0.0.1:50051).
+    /// Also serve gRPC on this TCP address (e.g. 127.0.0.1:50051), over mutual TLS only:
+    /// needs --grpc-tls-cert, --grpc-tls-key and --grpc-tls-client-ca.
     #[arg(long)]
     pub grpc_listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) the TCP listener presents.
+    #[arg(long, requires = "grpc_listen")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --grpc-tls-cert; must be readable by root only.
+    #[arg(long, requires = "grpc_listen")]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) a TCP client's certificate must chain to.
+    #[arg(long, requires = "grpc_listen")]
+    pub grpc_tls_client_ca: Option<PathBuf>,
     /// Event kinds not to capture, comma-separated (e.g. dns_query,mprotect_exec).
     #[arg(long, value_delimiter = ',')]
     pub disable: Vec<String>,
-    /// Size of the kernel ring buffer in MiB (a power of two).
-    #[arg(long, default_value_t = 8)]
+    /// Size of the kernel ring buffer in MiB: a power of two, 1 to 1024.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub ring_buffer_mb: u32,
-    /// Hard bound on the process table.
-    #[arg(long, default_value_t = 32768)]
+    /// Hard bound on the process table: 256 to 4194304 processes.
+    #[arg(long, default_value_t = 32768, value_parser = ranged::<usize>(256, 4_194_304))]
     pub process_table_capacity: usize,
     /// In blocking mode, stop only this process and its descendants (a staged roll-out;
-    /// elsewhere detections are reported as in passive mode).
-    #[arg(long)]
+    /// elsewhere detections are reported as in passive mode). A pid from 1 to 4194304.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub blocking_scope_pid: Option<u32>,
     /// Directory of extra Sigma rules (*.yml) on top of the shipped ones.
     #[arg(long)]
@@ -80,10 +91,11 @@ pub struct DaemonArgs {
     /// Detection settings (JSON: disabled ids, allowlists, windows).
     #[arg(long)]
     pub detections_config: Option<PathBuf>,
-    /// Events a stream subscriber may fall behind before it loses the oldest.
-    #[arg(long, default_value_t = 4096)]
+    /// Events a stream subscriber may fall behind before it loses the oldest: 16 to 1048576.
+    #[arg(long, default_value_t = 4096, value_parser = ranged::<usize>(16, 1 << 20))]
     pub stream_buffer: usize,
-    /// Where definitions, quarantine, threat history and exclusions are kept (0700).
+    /// Where definitions, quarantine, threat history and exclusions are kept. Created 0700
+    /// if absent; an existing one must be owned by root and writable by nobody else.
     #[arg(long, default_value = "/var/lib/sensor")]
     pub state_dir: PathBuf,
     /// Real-time protection: scan files on exec (and open) and after they are written.
@@ -99,17 +111,34 @@ pub struct DaemonArgs {
     #[arg(long)]
     pub rtp_exclude_mount: Vec<PathBuf>,
     /// Every open or exec waiting on a scan is answered within this; past it, allowed.
-    #[arg(long, default_value_t = crate::antimalware::DEFAULT_DEADLINE.as_millis() as u64)]
+    /// 100 to 600000 ms.
+    #[arg(
+        long,
+        default_value_t = crate::antimalware::DEFAULT_DEADLINE.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(100..=600_000)
+    )]
     pub scan_deadline_ms: u64,
-    /// Parallel scan workers (real-time and on-demand); default: one per CPU, at least 2.
-    #[arg(long)]
+    /// Parallel scan workers (real-time and on-demand), 1 to 256; default: one per CPU, at
+    /// least 2.
+    #[arg(long, value_parser = ranged::<usize>(1, 256))]
     pub scan_workers: Option<usize>,
-    /// Files larger than this are not scanned (allowed and counted).
-    #[arg(long, default_value_t = 64)]
+    /// Files larger than this are not scanned (allowed and counted): 1 to 4096 MiB.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_scan_size_mb: u64,
     /// Delay added to every scan: proves the deadline, fail-open and cancel paths.
-    #[arg(long, default_value_t = 0, hide = true)]
+    #[arg(long, default_value_t = 0, hide = true,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub debug_scan_delay_ms: u64,
+}
+
+/// A clap parser for an integer flag within `min..=max`, so a typo is refused with the range
+/// instead of silently becoming something else.
+fn ranged<T>(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: std::fmt::Display + Send + Sync + 'static,
+{
+    clap::builder::RangedU64ValueParser::<T>::new().range(min..=max)
 }
 
 /// What the pipeline thread consumes: kernel records, and detections made elsewhere
@@ -121,7 +150,8 @@ pub enum Input {
 }
 
 pub async fn run(args: DaemonArgs) -> Result<()> {
-    // Handlers first: a SIGTERM during start-up must still lead to a clean exit.
+    // First: a SIGTERM during start-up (a slow disk, a rule file that never ends) must end
+    // the daemon, not wait for start-up to finish.
     let signals = Signals::install()?;
     let disabled = parse_kinds(&args.disable)?;
     let detect_cfg = match &args.detections_config {
@@ -146,7 +176,18 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             args.ring_buffer_mb
         );
     }
-    let unix = grpc::bind_unix(&args.socket).await?;
+    let state = StateDir::open(&args.state_dir)?;
+    let tcp = TcpApi::from_flags(
+        args.grpc_listen,
+        args.grpc_tls_cert.as_deref(),
+        args.grpc_tls_key.as_deref(),
+        args.grpc_tls_client_ca.as_deref(),
+    )?;
+    let tcp = match tcp {
+        Some(api) => Some((api.bind()?, api.tls)),
+        None => None,
+    };
+    let unix = crate::listen::bind_unix(&args.socket).await?;
 
     // Capture: attach first, then read /proc, so no process falls between the two.
     let probes = Probes::load(&ProbeConfig {
@@ -180,7 +221,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Input>(64);
     let av = Arc::new(Antimalware::start(
         AvConfig {
-            state_dir: args.state_dir.clone(),
+            state_dir: state.path.clone(),
             blocking: args.mode == Mode::Blocking,
             real_time: args.real_time_protection,
             rtp: RtpConfig {
@@ -239,7 +280,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         },
         unix,
         args.socket.clone(),
-        args.grpc_listen,
+        tcp,
         shutdown_rx,
     ));
     let attached = health.programs.iter().filter(|p| p.attached).count();
@@ -251,6 +292,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     );
     eprintln!("sensor: ready on {}", args.socket.display());
 
+    signals.ready();
     signals.wait().await;
     log::info!("shutting down");
     let _ = shutdown_tx.send(true);
@@ -265,6 +307,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         Err(_) => log::warn!("gRPC server did not stop within 5 s"),
     }
     drop(health);
+    drop(state);
     let mut ebpf = ebpf;
     crate::probes::detach_all(&mut ebpf);
     drop(ebpf);
@@ -355,25 +398,43 @@ fn spawn_pipeline(
         })
 }
 
-/// SIGINT and SIGTERM, caught from the moment they are installed.
+/// SIGINT and SIGTERM, caught from the moment they are installed. Until the daemon is
+/// ready, a signal ends the process at once: start-up holds nothing that needs an orderly
+/// stop (kernel programs and fanotify marks go with the process's descriptors). Once ready,
+/// it starts the orderly shutdown.
 struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
+    ready: Arc<AtomicBool>,
+    received: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Signals {
     fn install() -> Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let (tx, received) = tokio::sync::watch::channel(false);
+        let during_startup = ready.clone();
+        // Its own task on the multi-threaded runtime: start-up may block its own thread.
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            if !during_startup.load(Ordering::Acquire) {
+                eprintln!("sensor: {name} during start-up, exiting");
+                std::process::exit(1);
+            }
+            let _ = tx.send(true);
+        });
+        Ok(Self { ready, received })
+    }
+
+    fn ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 
     async fn wait(mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
+        let _ = self.received.wait_for(|got| *got).await;
     }
 }

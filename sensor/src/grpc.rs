@@ -3,17 +3,18 @@
 
 use std::{
     collections::HashSet,
-    net::SocketAddr,
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     pin::Pin,
     sync::{Arc, atomic::Ordering},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
-use tonic::{Request, Response, Status, transport::Server};
+use tonic::{
+    Request, Response, Status,
+    transport::{Server, ServerTlsConfig, server::TcpIncoming},
+};
 
 use crate::{
     health::HealthSource,
@@ -298,35 +299,11 @@ fn shutdown_seen(rx: &tokio::sync::watch::Receiver<bool>) -> bool {
     *rx.borrow()
 }
 
-/// Binds the unix socket: its directory and the socket itself are root-only.
-/// A socket another daemon still answers on is not taken over.
-pub async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    if path.exists() {
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            bail!("another sensor daemon is serving on {}", path.display());
-        }
-        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
-    }
-    // Created 0600 from the start: no window in which others could connect.
-    let old = unsafe { libc::umask(0o177) };
-    let listener = tokio::net::UnixListener::bind(path);
-    unsafe { libc::umask(old) };
-    let listener = listener.with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
 pub async fn serve(
     service: SensorService,
     unix: tokio::net::UnixListener,
     socket_path: PathBuf,
-    tcp: Option<SocketAddr>,
+    tcp: Option<(TcpIncoming, ServerTlsConfig)>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     let service = SensorServer::new(service);
@@ -344,11 +321,13 @@ pub async fn serve(
             wait(shutdown.clone()),
         );
     let result = match tcp {
-        Some(addr) => {
+        Some((incoming, tls)) => {
             let tcp = Server::builder()
+                .tls_config(tls)
+                .context("TLS set-up of the TCP listener")?
                 .add_service(service)
                 .add_service(reflection)
-                .serve_with_shutdown(addr, wait(shutdown));
+                .serve_with_incoming_shutdown(incoming, wait(shutdown));
             tokio::try_join!(uds, tcp).map(|_| ())
         }
         None => uds.await,

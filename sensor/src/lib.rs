@@ -21,6 +21,7 @@ pub mod enrich;
 pub mod exclusions;
 pub mod grpc;
 pub mod health;
+pub mod listen;
 pub mod ondemand;
 pub mod paths;
 pub mod probes;
@@ -28,6 +29,7 @@ pub mod process_table;
 pub mod publish;
 pub mod quarantine;
 pub mod rtp;
+pub mod safe_fs;
 pub mod scan;
 pub mod threats;
 

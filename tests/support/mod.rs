@@ -455,3 +455,17 @@ pub fn load_bpf(name: &[u8]) -> i64 {
     unsafe { libc::close(fd as i32) };
     fd
 }
+
+/// A command that runs `program` as the unprivileged user `nobody` (group `nogroup`, no
+/// supplementary groups): the local attacker of the threat model.
+pub fn as_nobody(program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--",
+        program,
+    ]);
+    c
+}
