@@ -97,7 +97,10 @@ pub fn owned_and_not_shared(path: &Path, m: &fs::Metadata, what: &str) -> Result
             m.uid()
         );
     }
-    if m.mode() & 0o022 != 0 {
+    // Group root's members are root's own; any other group or other user that can write
+    // here could swap what the daemon relies on.
+    let shared = m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0);
+    if shared {
         bail!(
             "{what} {} is writable by others (mode {:04o}); refusing to use it",
             path.display(),
