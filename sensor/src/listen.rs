@@ -97,10 +97,7 @@ pub fn owned_and_not_shared(path: &Path, m: &fs::Metadata, what: &str) -> Result
             m.uid()
         );
     }
-    // Group root's members are root's own; any other group or other user that can write
-    // here could swap what the daemon relies on.
-    let shared = m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0);
-    if shared {
+    if writable_by_others(m) {
         bail!(
             "{what} {} is writable by others (mode {:04o}); refusing to use it",
             path.display(),
@@ -240,4 +237,51 @@ fn lock(path: &Path) -> Result<fs::File> {
     f.set_len(0)?;
     write!(f, "{}", std::process::id())?;
     Ok(f)
+}
+
+/// What a client checks before talking to `path`: that the socket and its directory are
+/// root's (and not writable by others), so a local user who planted a socket of their own
+/// there cannot feed root's CLI forged answers or collect what it sends.
+pub fn check_daemon_socket(path: &Path) -> Result<()> {
+    let m = fs::symlink_metadata(path).with_context(|| {
+        format!(
+            "no sensor daemon socket at {} (is the daemon running?)",
+            path.display()
+        )
+    })?;
+    if !m.file_type().is_socket() {
+        bail!("{} is not a socket", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dm = fs::metadata(dir).with_context(|| dir.display().to_string())?;
+    for (p, m, what) in [
+        (dir, &dm, "the socket's directory"),
+        (path, &m, "the socket"),
+    ] {
+        if m.uid() != 0 {
+            bail!(
+                "{what} {} belongs to uid {}, not root: it is not the sensor daemon's",
+                p.display(),
+                m.uid()
+            );
+        }
+    }
+    if writable_by_others(&dm) {
+        bail!(
+            "the socket's directory {} is writable by others (mode {:04o}): it is not the \
+             sensor daemon's",
+            dir.display(),
+            dm.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// Group root's members are root's own; any other group or user that can write a
+/// directory could swap what is in it.
+fn writable_by_others(m: &fs::Metadata) -> bool {
+    m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0)
 }
