@@ -5,6 +5,14 @@
 //! is derived from the content. The EICAR test file is always detected, with or without
 //! definitions.
 //!
+//! The directory may have been prepared by someone other than root, so it is read as
+//! untrusted: only regular files directly inside it (a symlink, FIFO, device or socket with
+//! a definitions name refuses the set, by name), each within [`MAX_FILE_BYTES`] (YARA source
+//! [`MAX_YARA_BYTES`]) and all within [`MAX_SET_BYTES`], checked before anything is read;
+//! hash databases are parsed a line at a time; YARA `include` is off. Errors name the file,
+//! the line and what was expected, never the content. A set without a single signature is
+//! refused rather than replacing the current one.
+//!
 //! The store (`STATE/definitions`) keeps each accepted set in its own directory and points
 //! `current` at the one in use. An update is compiled and checked in full before anything
 //! on disk changes, then copied, then made current with one `rename` of the symlink: a bad
@@ -64,17 +72,13 @@ impl Definitions {
         let mut yara_files = 0;
         let mut version = None;
         let mut digest = sha2::Sha256::default();
+        let files = definition_files(dir)?;
+        check_sizes(&files)?;
         let mut set_bytes = 0u64;
-        for path in definition_files(dir)? {
+        for path in files {
             let name = file_name(&path);
             let kind = extension(&path);
-            let limit = if matches!(kind.as_str(), "yar" | "yara") {
-                MAX_YARA_BYTES
-            } else if name == "VERSION" {
-                MAX_VERSION_BYTES
-            } else {
-                MAX_FILE_BYTES
-            };
+            let limit = size_limit(&path);
             let file = open_within(&path, limit, &mut set_bytes)?;
             {
                 use sha2::Digest;
@@ -130,6 +134,42 @@ impl Definitions {
     pub fn has_signatures(&self) -> bool {
         !self.hashes.is_empty() || self.yara_rules > 0
     }
+}
+
+fn size_limit(path: &Path) -> u64 {
+    if matches!(extension(path).as_str(), "yar" | "yara") {
+        MAX_YARA_BYTES
+    } else if file_name(path) == "VERSION" {
+        MAX_VERSION_BYTES
+    } else {
+        MAX_FILE_BYTES
+    }
+}
+
+/// Refuses a set over its limits before any file is parsed, so an oversized last file
+/// costs nothing. [`open_within`] checks again on each opened file.
+fn check_sizes(files: &[PathBuf]) -> Result<()> {
+    let mut total = 0u64;
+    for path in files {
+        let Ok(m) = fs::symlink_metadata(path) else {
+            continue;
+        };
+        let limit = size_limit(path);
+        if m.is_file() && m.len() > limit {
+            bail!(
+                "{}: {} bytes, over the limit of {limit} bytes for this kind of file",
+                path.display(),
+                m.len()
+            );
+        }
+        total += if m.is_file() { m.len() } else { 0 };
+    }
+    if total > MAX_SET_BYTES {
+        bail!(
+            "{total} bytes in all, over the limit of {MAX_SET_BYTES} bytes for a definitions set"
+        );
+    }
+    Ok(())
 }
 
 /// Opens one definitions file if it is a regular file of at most `limit` bytes and the set
@@ -458,6 +498,15 @@ mod tests {
             "{e}"
         );
         fs::remove_file(a.join("huge.hdb")).unwrap();
+        for i in 0..=MAX_SET_BYTES / MAX_FILE_BYTES {
+            let part = fs::File::create(a.join(format!("part{i}.hdb"))).unwrap();
+            part.set_len(MAX_FILE_BYTES).unwrap();
+        }
+        let e = format!("{:#}", Definitions::load_dir(&a).err().unwrap());
+        assert!(e.contains("for a definitions set"), "{e}");
+        for i in 0..=MAX_SET_BYTES / MAX_FILE_BYTES {
+            fs::remove_file(a.join(format!("part{i}.hdb"))).unwrap();
+        }
         let big_rules = fs::File::create(a.join("big.yar")).unwrap();
         big_rules.set_len(MAX_YARA_BYTES + 1).unwrap();
         assert!(Definitions::load_dir(&a).is_err());
