@@ -122,7 +122,8 @@ impl Quarantine {
         Ok(entry)
     }
 
-    /// Every entry, damaged ones included (see [`damaged`]), oldest first.
+    /// Every entry, damaged ones included (a `.bin` or `.json` missing or unreadable), oldest
+    /// first.
     pub fn list(&self) -> Vec<proto::QuarantineEntry> {
         let mut ids: Vec<String> = fs::read_dir(&self.dir)
             .into_iter()
