@@ -16,7 +16,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::proto;
 
@@ -87,8 +87,15 @@ fn load(path: &Path) -> Result<proto::Exclusions> {
         _ => {}
     }
     let text = crate::safe_fs::read_text_bounded(path, MAX_FILE_BYTES)?;
-    // serde's message quotes no content, only line and column.
-    serde_json::from_str(&text).with_context(|| path.display().to_string())
+    // Where, not what: serde's own message can quote the value it did not expect.
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: line {}, column {}: expected an exclusions list (JSON object of string lists)",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// A list that cannot be loaded is copied aside before the next change overwrites it, so
@@ -296,10 +303,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sensor-excl-corrupt-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("exclusions.json"), "{\"folders\": [\"/keep\"").unwrap();
+        std::fs::write(
+            dir.join("exclusions.json"),
+            "{\"folders\": \"sensor-secret\"}",
+        )
+        .unwrap();
         let s = ExclusionStore::open(&dir);
         let err = s.load_error.clone().unwrap();
         assert!(err.contains("exclusions.json.corrupt-"), "{err}");
+        assert!(
+            err.contains("line 1, column") && !err.contains("sensor-secret"),
+            "{err}"
+        );
         s.change("folder", "/new", false).unwrap();
         let copies: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -309,7 +324,7 @@ mod tests {
         assert_eq!(copies.len(), 1);
         assert_eq!(
             std::fs::read_to_string(copies[0].path()).unwrap(),
-            "{\"folders\": [\"/keep\""
+            "{\"folders\": \"sensor-secret\"}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
