@@ -328,6 +328,9 @@ pub struct SigmaMatch {
     pub mitre: Vec<String>,
 }
 
+/// Largest Sigma rule file read from `--sigma-rules`: SigmaHQ's rules are a few KiB each.
+pub const MAX_RULE_FILE_BYTES: u64 = 1 << 20;
+
 /// Compiled Sigma rules, one engine per log source category.
 pub struct SigmaRules {
     engines: [Engine; Category::ALL.len()],
@@ -342,7 +345,8 @@ impl SigmaRules {
     /// A rule the sensor cannot use (parse or compile error, non-linux product, log source
     /// service, unsupported category, deprecated or unsupported status, missing or
     /// duplicate id, correlation or filter document) is skipped: the second value lists
-    /// them as "file: reason". Only an unreadable `dir` is an error.
+    /// them as "file: reason". So is a file that is not a regular file (symlink, FIFO,
+    /// device) or is over [`MAX_RULE_FILE_BYTES`]. Only an unreadable `dir` is an error.
     pub fn load(dir: Option<&Path>) -> Result<(Self, Vec<String>)> {
         let mut loader = Loader::default();
         for (name, text) in SHIPPED {
@@ -355,9 +359,11 @@ impl SigmaRules {
             collect_rule_files(entries, &mut files, &mut loader.skipped);
             files.sort();
             for path in files {
-                match std::fs::read_to_string(&path) {
+                // Regular files only, bounded: a FIFO would hang start-up, a symlink to
+                // /dev/zero would eat memory.
+                match crate::safe_fs::read_text_bounded(&path, MAX_RULE_FILE_BYTES) {
                     Ok(text) => loader.add_file(&path.display().to_string(), &text),
-                    Err(e) => loader.skipped.push(format!("{}: {e}", path.display())),
+                    Err(e) => loader.skipped.push(format!("{e:#}")),
                 }
             }
         }
@@ -787,6 +793,37 @@ mod tests {
         assert_eq!(ids(&rules, &e), vec![id]);
         let e = connect("net_connect", "/usr/bin/ssh", 51000, 22);
         assert!(ids(&rules, &e).is_empty());
+    }
+
+    #[test]
+    fn fifo_device_symlink_and_huge_files_are_skipped_not_read() {
+        let dir = TempDir::new("special");
+        let fifo = dir.0.join("fifo.yml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("/dev/zero", dir.0.join("zero.yml")).unwrap();
+        let big = std::fs::File::create(dir.0.join("big.yml")).unwrap();
+        big.set_len(MAX_RULE_FILE_BYTES + 1).unwrap();
+        let (rules, skipped) = SigmaRules::load(Some(&dir.0)).unwrap();
+        assert_eq!(rules.len(), shipped().len(), "{skipped:?}");
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(
+            skipped.iter().any(|s| s.contains("fifo.yml: a FIFO")),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped
+                .iter()
+                .any(|s| s.contains("zero.yml: a symbolic link")),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped
+                .iter()
+                .any(|s| s.contains("big.yml") && s.contains("limit")),
+            "{skipped:?}"
+        );
     }
 
     #[test]

@@ -8,9 +8,15 @@
 //! are kept apart, so a file whose size matches no signature is never hashed at all: most
 //! files on a real system are not.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    io::{BufRead, Read},
+};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+
+/// Longest line a hash database may have: a SHA-256, a size and a name fit many times over.
+pub const MAX_LINE: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Algo {
@@ -71,58 +77,95 @@ impl HashDb {
         &mut self.tables[a as usize]
     }
 
-    /// Adds the signatures of one database file. `sha_only` is set for `.hsb` files, whose
-    /// hashes are SHA-1 or SHA-256 and may have `*` sizes; `.hdb` hashes are MD5.
+    /// Adds the signatures of one database file held in memory (see [`Self::load_lines`]).
     pub fn load(&mut self, file: &str, text: &str, sha_only: bool) -> Result<usize> {
+        self.load_lines(file, text.as_bytes(), sha_only)
+    }
+
+    /// Adds the signatures of one database file, read a line at a time so that a large
+    /// database never sits in memory whole. `sha_only` is set for `.hsb` files, whose
+    /// hashes are SHA-1 or SHA-256 and may have `*` sizes; `.hdb` hashes are MD5.
+    ///
+    /// Errors name the file and line and say what was expected, never what was found: the
+    /// file may be something its author should not be able to read.
+    pub fn load_lines(
+        &mut self,
+        file: &str,
+        mut db: impl BufRead,
+        sha_only: bool,
+    ) -> Result<usize> {
         let mut n = 0;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim_end_matches('\r');
+        let mut raw = Vec::new();
+        for number in 1.. {
+            raw.clear();
+            let read = (&mut db)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut raw)
+                .with_context(|| format!("{file}:{number}"))?;
+            if read == 0 {
+                break;
+            }
+            if raw.len() > MAX_LINE {
+                bail!("{file}:{number}: line longer than {MAX_LINE} bytes");
+            }
+            let Ok(line) = std::str::from_utf8(&raw) else {
+                bail!("{file}:{number}: not UTF-8 text");
+            };
+            let line = line.trim_end_matches(['\n', '\r']);
             if line.trim().is_empty() {
                 continue;
             }
-            let at = || format!("{file}:{}", i + 1);
-            let mut f = line.splitn(4, ':');
-            let (Some(hash), Some(size), Some(name)) = (f.next(), f.next(), f.next()) else {
-                bail!("{}: expected HASH:SIZE:NAME, got {line:?}", at());
-            };
-            let Some(algo) = Algo::from_hex_len(hash.len()) else {
-                bail!(
-                    "{}: {hash:?} is not an MD5, SHA-1 or SHA-256 hex digest",
-                    at()
-                );
-            };
-            if sha_only == (algo == Algo::Md5) {
-                let want = if sha_only { "SHA-1 or SHA-256" } else { "MD5" };
-                bail!("{}: this database holds {want} hashes", at());
-            }
-            let Some(digest) = decode_hex(hash) else {
-                bail!("{}: {hash:?} is not hexadecimal", at());
-            };
-            let size = match size {
-                "*" if sha_only => None,
-                s => match s.parse::<u64>() {
-                    Ok(v) => Some(v),
-                    Err(_) => bail!("{}: bad size {s:?}", at()),
-                },
-            };
-            if name.is_empty() || name.chars().any(|c| c.is_control()) {
-                bail!("{}: missing or bad signature name", at());
-            }
-            let t = self.table(algo);
-            match size {
-                Some(s) => {
-                    t.sizes.insert(s);
-                }
-                None => t.any_size = true,
-            }
-            t.by_hash
-                .entry(digest)
-                .or_default()
-                .push((size, name.to_string()));
+            self.add_line(line, sha_only)
+                .map_err(|what| anyhow::anyhow!("{file}:{number}: {what}"))?;
             n += 1;
         }
         self.count += n;
         Ok(n)
+    }
+
+    /// One `HASH:SIZE:NAME[:MinFL[:MaxFL]]` line; the error says what was expected.
+    fn add_line(&mut self, line: &str, sha_only: bool) -> Result<(), String> {
+        let mut f = line.splitn(4, ':');
+        let (Some(hash), Some(size), Some(name)) = (f.next(), f.next(), f.next()) else {
+            return Err("expected HASH:SIZE:NAME".into());
+        };
+        let Some(algo) = Algo::from_hex_len(hash.len()) else {
+            return Err(
+                "expected an MD5, SHA-1 or SHA-256 hex digest (32, 40 or 64 digits)".into(),
+            );
+        };
+        if sha_only == (algo == Algo::Md5) {
+            let want = if sha_only { "SHA-1 or SHA-256" } else { "MD5" };
+            return Err(format!("this database holds {want} hashes"));
+        }
+        let Some(digest) = decode_hex(hash) else {
+            return Err("the digest is not hexadecimal".into());
+        };
+        let size = match size {
+            "*" if sha_only => None,
+            s => match s.parse::<u64>() {
+                Ok(v) => Some(v),
+                Err(_) if sha_only => {
+                    return Err("bad size: expected a number of bytes or *".into());
+                }
+                Err(_) => return Err("bad size: expected a number of bytes".into()),
+            },
+        };
+        if name.is_empty() || name.chars().any(|c| c.is_control()) {
+            return Err("missing or bad signature name".into());
+        }
+        let t = self.table(algo);
+        match size {
+            Some(s) => {
+                t.sizes.insert(s);
+            }
+            None => t.any_size = true,
+        }
+        t.by_hash
+            .entry(digest)
+            .or_default()
+            .push((size, name.to_string()));
+        Ok(())
     }
 
     /// Whether any signature could match a file of this size.
@@ -224,6 +267,10 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{text:?}: {err}");
+            assert!(!err.contains("Name") && !err.contains("abc"), "{err}");
         }
+        let long = format!("{md5}:68:{}\n", "N".repeat(MAX_LINE));
+        let err = HashDb::default().load("x", &long, false).unwrap_err();
+        assert!(err.to_string().contains("x:1: line longer than"), "{err}");
     }
 }
