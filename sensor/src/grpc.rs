@@ -46,7 +46,8 @@ impl Filter {
                 && sensor_common::EventKind::from_name(k).is_none()
             {
                 return Err(Status::invalid_argument(format!(
-                    "unknown event kind {k:?}"
+                    "unknown event kind {:?}",
+                    bounded(k, 64)
                 )));
             }
         }
@@ -76,15 +77,82 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Sen
 type ScanStream = Pin<Box<dyn Stream<Item = Result<proto::ScanProgress, Status>> + Send>>;
 
 /// Runs blocking daemon work (disk, scans) off the async threads; errors become
-/// FAILED_PRECONDITION with the whole context chain, which the CLI prints as is.
+/// FAILED_PRECONDITION with the context chain, bounded (see [`failed`]).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> Result<Response<T>, Status> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(Response::new(v)),
-        Ok(Err(e)) => Err(Status::failed_precondition(format!("{e:#}"))),
-        Err(e) => Err(Status::internal(e.to_string())),
+        Ok(Err(e)) => Err(failed(&e)),
+        Err(_) => Err(Status::internal(
+            "the daemon failed while handling this request",
+        )),
     }
+}
+
+/// The most of an error's text the daemon sends back. Errors may quote what the client
+/// sent (an id, a path); a message of unbounded length would come back in a header the
+/// client refuses, and the client would see a protocol error instead of the reason.
+const MAX_STATUS_CHARS: usize = 1024;
+
+/// An error as FAILED_PRECONDITION, its text bounded to [`MAX_STATUS_CHARS`].
+fn failed(e: &anyhow::Error) -> Status {
+    Status::failed_precondition(bounded(&format!("{e:#}"), MAX_STATUS_CHARS))
+}
+
+/// `s` cut to `max` characters, marked as cut.
+fn bounded(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((end, _)) => format!("{}... ({} bytes in all)", &s[..end], s.len()),
+        None => s.to_string(),
+    }
+}
+
+/// At most this many items in one page of a list.
+const MAX_PAGE_ITEMS: usize = 1000;
+/// About the most bytes in one page: far below the 4 MiB gRPC message limit, whatever the
+/// size of one item (each is far below this).
+const MAX_PAGE_BYTES: usize = 1 << 20;
+
+/// The page of `items` that starts at `offset`: at most `page_size` items (0: the
+/// daemon's choice, [`MAX_PAGE_ITEMS`] at most) and about [`MAX_PAGE_BYTES`], never empty
+/// while items are left. Also the offset of the next page, if any.
+fn page<T: prost::Message + Clone>(
+    items: &[T],
+    offset: usize,
+    page_size: u32,
+) -> (Vec<T>, Option<usize>) {
+    let most = match page_size as usize {
+        0 => MAX_PAGE_ITEMS,
+        n => n.min(MAX_PAGE_ITEMS),
+    };
+    let rest = items.get(offset..).unwrap_or_default();
+    let mut bytes = 0;
+    let taken = rest
+        .iter()
+        .take(most)
+        .take_while(|item| {
+            bytes += item.encoded_len();
+            bytes <= MAX_PAGE_BYTES
+        })
+        .count()
+        .max(rest.len().min(1));
+    let next = (taken < rest.len()).then_some(offset + taken);
+    (rest[..taken].to_vec(), next)
+}
+
+/// The offset a page token of ours stands for (the empty token: the start).
+fn page_offset(token: &str) -> Result<usize, Status> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .parse()
+        .map_err(|_| Status::invalid_argument("page_token is not one this daemon gave"))
+}
+
+fn next_token(next: Option<impl ToString>) -> String {
+    next.map(|n| n.to_string()).unwrap_or_default()
 }
 
 #[tonic::async_trait]
@@ -103,21 +171,29 @@ impl proto::sensor_server::Sensor for SensorService {
 
     async fn list_threats(
         &self,
-        _: Request<proto::ListThreatsRequest>,
+        request: Request<proto::ListThreatsRequest>,
     ) -> Result<Response<proto::ListThreatsResponse>, Status> {
+        let r = request.into_inner();
+        let offset = page_offset(&r.page_token)?;
+        let (threats, next) = page(&self.av.handler.log.list(), offset, r.page_size);
         Ok(Response::new(proto::ListThreatsResponse {
-            threats: self.av.handler.log.list(),
+            threats,
+            next_page_token: next_token(next),
         }))
     }
 
     async fn list_quarantine(
         &self,
-        _: Request<proto::ListQuarantineRequest>,
+        request: Request<proto::ListQuarantineRequest>,
     ) -> Result<Response<proto::ListQuarantineResponse>, Status> {
+        let r = request.into_inner();
+        let offset = page_offset(&r.page_token)?;
         let av = self.av.clone();
         blocking(move || {
+            let (entries, next) = page(&av.handler.quarantine.list(), offset, r.page_size);
             Ok(proto::ListQuarantineResponse {
-                entries: av.handler.quarantine.list(),
+                entries,
+                next_page_token: next_token(next),
             })
         })
         .await
@@ -194,7 +270,7 @@ impl proto::sensor_server::Sensor for SensorService {
         });
         match ready_rx.await {
             Ok(Ok(())) => Ok(Response::new(Box::pin(ReceiverStream::new(rx)))),
-            Ok(Err(e)) => Err(Status::failed_precondition(format!("{e:#}"))),
+            Ok(Err(e)) => Err(failed(&e)),
             Err(_) => Err(Status::internal("scan ended without reporting")),
         }
     }
@@ -278,9 +354,15 @@ impl proto::sensor_server::Sensor for SensorService {
         &self,
         request: Request<proto::ListDetectionsRequest>,
     ) -> Result<Response<proto::ListDetectionsResponse>, Status> {
-        let since = request.into_inner().since;
+        let r = request.into_inner();
+        // The token is the sequence number of the last detection sent: a page stays right
+        // while new detections arrive and old ones leave the store.
+        let since = r.since.max(page_offset(&r.page_token)? as u64);
+        let (detections, more) = page(&self.detections.since(since), 0, r.page_size);
+        let next = more.and_then(|_| detections.last()).map(|d| d.seq);
         Ok(Response::new(proto::ListDetectionsResponse {
-            detections: self.detections.since(since),
+            detections,
+            next_page_token: next_token(next),
         }))
     }
 
@@ -291,6 +373,10 @@ impl proto::sensor_server::Sensor for SensorService {
         let mut h = self.health.snapshot();
         h.real_time_protection = Some(self.av.rtp_health());
         h.definitions = Some(self.av.definitions());
+        if let Some(e) = &self.av.handler.exclusions.load_error {
+            h.issues
+                .push(format!("exclusions: {}", bounded(e, MAX_STATUS_CHARS)));
+        }
         Ok(Response::new(h))
     }
 }
@@ -334,4 +420,89 @@ pub async fn serve(
     };
     let _ = std::fs::remove_file(&socket_path);
     result.context("gRPC server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Detections big enough that all of them would not fit one 4 MiB message.
+    fn big_detections(n: u64) -> crate::detect::DetectionStore {
+        let store = crate::detect::DetectionStore::default();
+        for seq in 1..=n {
+            store.push(Arc::new(proto::Event {
+                seq,
+                kind: "detection".into(),
+                process: Some(proto::Process {
+                    args: vec!["A".repeat(2000)],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }));
+        }
+        store
+    }
+
+    /// What a client gets by following the detections' page tokens from the start.
+    fn every_detection_page(store: &crate::detect::DetectionStore) -> Vec<Vec<proto::Event>> {
+        let mut pages = Vec::new();
+        let mut token = String::new();
+        loop {
+            let since = page_offset(&token).unwrap() as u64;
+            let (page, more) = page(&store.since(since), 0, 0);
+            let next = more.and_then(|_| page.last()).map(|d| d.seq);
+            pages.push(page);
+            match next {
+                Some(seq) => token = seq.to_string(),
+                None => return pages,
+            }
+        }
+    }
+
+    #[test]
+    fn detection_pages_stay_small_and_together_hold_everything() {
+        let store = big_detections(3000);
+        let all = store.since(0);
+        let whole: usize = all.iter().map(prost::Message::encoded_len).sum();
+        assert!(whole > 4 << 20, "the history must exceed the message limit");
+        let pages = every_detection_page(&store);
+        assert!(pages.len() > 1);
+        for p in &pages {
+            let bytes: usize = p.iter().map(prost::Message::encoded_len).sum();
+            assert!(bytes <= MAX_PAGE_BYTES, "{bytes}");
+        }
+        let joined: Vec<u64> = pages.concat().iter().map(|e| e.seq).collect();
+        assert_eq!(joined, (1..=3000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn pages_honour_page_size_and_end_cleanly() {
+        let items: Vec<proto::Threat> = (0..5)
+            .map(|i| proto::Threat {
+                path: format!("/t/{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let (p, next) = page(&items, 0, 2);
+        assert_eq!((p.len(), next), (2, Some(2)));
+        let (p, next) = page(&items, 4, 2);
+        assert_eq!((p.len(), next), (1, None));
+        let (p, next) = page(&items, 9, 2);
+        assert_eq!((p.len(), next), (0, None));
+        let (p, next) = page::<proto::Threat>(&[], 0, 0);
+        assert_eq!((p.len(), next), (0, None));
+        assert!(page_offset("x").is_err());
+    }
+
+    #[test]
+    fn errors_sent_back_are_bounded() {
+        let e = anyhow::anyhow!("bad quarantine id {:?}", "z".repeat(17_000));
+        let s = failed(&e);
+        assert!(
+            s.message().len() < MAX_STATUS_CHARS + 64,
+            "{}",
+            s.message().len()
+        );
+        assert!(s.message().starts_with("bad quarantine id"));
+    }
 }

@@ -125,6 +125,7 @@ impl HealthSource {
             // Filled in by the gRPC layer, which holds the antimalware side.
             real_time_protection: None,
             definitions: None,
+            issues: Vec::new(),
         }
     }
 }

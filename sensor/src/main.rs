@@ -1,5 +1,7 @@
 //! `sensor`: the daemon (`sensor daemon`) and its command-line client.
 
+use std::{io::Write, process::ExitCode};
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use sensor::{cli, cli::antimalware as am, daemon};
@@ -42,10 +44,25 @@ enum DetectionsCommand {
     List(cli::DetectionsListArgs),
 }
 
+/// Errors end as one line, `sensor: what went wrong`, with status 1 (2 for usage). Never
+/// the `{:?}` form: with RUST_BACKTRACE set it shows people a backtrace.
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match Cli::parse().command {
+    match run(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`sensor events | head -1`): nothing left to tell anyone.
+        Err(e) if e.is::<cli::output::OutputClosed>() => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = format!("sensor: {e:#}");
+            let _ = writeln!(std::io::stderr(), "{}", cli::output::escape_controls(&line));
+            ExitCode::from(cli::errors::exit_status(&e))
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
         Command::Daemon(a) => daemon::run(a).await,
         Command::Events(a) => cli::events(a).await,
         Command::Health(a) => cli::health(a).await,

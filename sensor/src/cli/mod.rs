@@ -1,9 +1,12 @@
 //! The command-line client: talks to the daemon over its gRPC socket and prints for
 //! people (text) or for tools (`--output json`, one object per line).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -11,6 +14,10 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use crate::proto::{self, sensor_client::SensorClient};
 
 pub mod antimalware;
+pub mod errors;
+pub mod output;
+
+pub use errors::status_error;
 
 pub const DEFAULT_SOCKET: &str = "/run/sensor/sensor.sock";
 
@@ -69,16 +76,27 @@ pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>> {
 /// A gRPC channel on the daemon's unix socket (for any service it serves).
 pub async fn channel(socket: &Path) -> Result<Channel> {
     let path = socket.to_path_buf();
+    // The transport's error says little ("transport error"); the dial's own error says
+    // whether the socket is missing, refused or root-only, which decides the advice.
+    let dial_error: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
+    let seen = dial_error.clone();
     // The URI is required by the API but unused: the connector dials the socket.
     let channel = Endpoint::try_from("http://localhost")?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
+            let seen = seen.clone();
             async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                match tokio::net::UnixStream::connect(path).await {
+                    Ok(s) => Ok(TokioIo::new(s)),
+                    Err(e) => {
+                        *seen.lock().unwrap() = Some(std::io::Error::new(e.kind(), e.to_string()));
+                        Err(e)
+                    }
+                }
             }
         }))
         .await
-        .with_context(|| format!("connecting to the sensor daemon at {}", socket.display()))?;
+        .map_err(|_| errors::unreachable_daemon(socket, dial_error.lock().unwrap().take()))?;
     Ok(channel)
 }
 
@@ -91,44 +109,67 @@ pub async fn events(args: EventsArgs) -> Result<()> {
         backlog: args.last.unwrap_or(if args.follow { 0 } else { 100 }),
         snapshot_only: !args.follow,
     };
-    let mut stream = client.stream_events(request).await?.into_inner();
-    while let Some(event) = stream.message().await? {
-        let line = match args.output {
-            Output::Json => event_json(&event).to_string(),
-            Output::Text => event_text(&event),
-        };
-        println!("{line}");
+    let mut stream = client
+        .stream_events(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    while let Some(event) = stream.message().await.map_err(status_error)? {
+        print_event(&event, args.output)?;
+    }
+    // A followed stream has no end of its own: it ends only when the daemon stops.
+    if args.follow {
+        bail!("the sensor daemon went away (the event stream ended)");
     }
     Ok(())
 }
 
+fn print_event(e: &proto::Event, output: Output) -> Result<()> {
+    match output {
+        Output::Json => output::json_line(&event_json(e)),
+        Output::Text => output::text_line(&event_text(e)),
+    }
+}
+
 pub async fn detections_list(args: DetectionsListArgs) -> Result<()> {
     let mut client = connect(&args.socket).await?;
-    let list = client
-        .list_detections(proto::ListDetectionsRequest { since: args.since })
-        .await?
-        .into_inner();
-    for d in &list.detections {
-        let line = match args.output {
-            Output::Json => event_json(d).to_string(),
-            Output::Text => event_text(d),
-        };
-        println!("{line}");
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_detections(proto::ListDetectionsRequest {
+                since: args.since,
+                page_size: 0,
+                page_token,
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        for d in &page.detections {
+            print_event(d, args.output)?;
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        page_token = page.next_page_token;
     }
-    Ok(())
 }
 
 pub async fn health(args: HealthArgs) -> Result<()> {
     let mut client = connect(&args.socket).await?;
     let h = client
         .get_health(proto::GetHealthRequest {})
-        .await?
+        .await
+        .map_err(status_error)?
         .into_inner();
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&health_json(&h))?),
-        Output::Text => print!("{}", health_text(&h)),
+        Output::Json => output::json_pretty(&health_json(&h)),
+        Output::Text => {
+            for line in health_text(&h) {
+                output::text_line(&line)?;
+            }
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// The event as JSON without the parts that do not apply to its kind.
@@ -220,87 +261,139 @@ pub fn health_json(h: &proto::Health) -> Value {
         "detection": h.detection,
         "real_time_protection": h.real_time_protection,
         "definitions": h.definitions,
+        "issues": h.issues,
     })
 }
 
-fn health_text(h: &proto::Health) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
+/// Health for people, one entry per line (escaped when printed).
+fn health_text(h: &proto::Health) -> Vec<String> {
+    let mut s = Vec::new();
     let attached = h.programs.iter().filter(|p| p.attached).count();
-    let _ = writeln!(s, "version            {}", h.version);
-    let _ = writeln!(s, "mode               {}", h.mode);
-    let _ = writeln!(s, "uptime             {} s", h.uptime_secs);
-    let _ = writeln!(s, "hooks attached     {attached}/{}", h.programs.len());
+    s.push(format!("version            {}", h.version));
+    s.push(format!("mode               {}", h.mode));
+    s.push(format!("uptime             {} s", h.uptime_secs));
+    for issue in &h.issues {
+        s.push(format!("ISSUE              {issue}"));
+    }
+    s.push(format!(
+        "hooks attached     {attached}/{}",
+        h.programs.len()
+    ));
     for p in h.programs.iter().filter(|p| !p.attached) {
-        let _ = writeln!(s, "  FAILED {} {}: {}", p.name, p.hook, p.error);
+        s.push(format!("  FAILED {} {}: {}", p.name, p.hook, p.error));
     }
     if let Some(t) = &h.process_table {
-        let _ = writeln!(
-            s,
+        s.push(format!(
             "process table      {} / {} (evicted: {} exited, {} lru)",
             t.size, t.capacity, t.evicted_exited, t.evicted_lru
-        );
+        ));
     }
     if let Some(p) = &h.pipeline {
-        let _ = writeln!(s, "published          {}", p.published);
-        let _ = writeln!(s, "decode errors      {}", p.decode_errors);
-        let _ = writeln!(s, "stream dropped     {}", p.stream_dropped);
+        s.push(format!("published          {}", p.published));
+        s.push(format!("decode errors      {}", p.decode_errors));
+        s.push(format!("stream dropped     {}", p.stream_dropped));
     }
     if let Some(p) = &h.platform {
-        let _ = writeln!(s, "kernel             {} (BTF: {})", p.kernel, p.btf);
-        let _ = writeln!(s, "bpf lsm            {} ({})", p.bpf_lsm, p.bpf_lsm_reason);
-        let _ = writeln!(s, "prevention         {}", p.prevention);
+        s.push(format!("kernel             {} (BTF: {})", p.kernel, p.btf));
+        s.push(format!(
+            "bpf lsm            {} ({})",
+            p.bpf_lsm, p.bpf_lsm_reason
+        ));
+        s.push(format!("prevention         {}", p.prevention));
     }
     if let Some(d) = &h.detection {
-        let _ = writeln!(
-            s,
+        s.push(format!(
             "detections         {} built-in, {} sigma rules ({} skipped)",
             d.builtin,
             d.sigma_rules,
             d.sigma_skipped.len()
-        );
+        ));
         for r in &d.sigma_skipped {
-            let _ = writeln!(s, "  SKIPPED {r}");
+            s.push(format!("  SKIPPED {r}"));
         }
     }
     if let Some(r) = &h.real_time_protection {
-        let _ = writeln!(
-            s,
+        s.push(format!(
             "real-time prot.    {} ({} mounts)",
             r.status,
             r.marks.len()
-        );
-        if r.enabled {
-            let _ = writeln!(
-                s,
-                "  scan on open {}, deadline {} ms, {} workers",
-                r.scan_on_open, r.deadline_ms, r.workers
-            );
-            let _ = writeln!(
-                s,
-                "  scanned {}, cache hits {}, threats {}, denied {}, deadline allowed {}, error allowed {}",
-                r.scanned, r.cache_hits, r.threats, r.denied, r.deadline_allowed, r.error_allowed
-            );
-        }
+        ));
+        s.extend(every_field(r, &["status"]));
     }
     if let Some(d) = &h.definitions {
-        let _ = writeln!(
-            s,
+        s.push(format!(
             "definitions        {} ({}; {} hashes, {} yara rules)",
             d.version, d.status, d.hash_signatures, d.yara_rules
-        );
+        ));
     }
-    let _ = writeln!(
-        s,
+    s.push(format!(
         "{:<16} {:>8} {:>10} {:>6} {:>7}",
         "kind", "enabled", "received", "lost", "errors"
-    );
+    ));
     for k in &h.events {
-        let _ = writeln!(
-            s,
+        s.push(format!(
             "{:<16} {:>8} {:>10} {:>6} {:>7}",
             k.kind, k.enabled, k.received, k.lost, k.kernel_errors
-        );
+        ));
     }
     s
+}
+
+/// Every field of a health message, one indented `name value` line each, from its JSON
+/// form: a counter added to the message shows up here without an edit.
+fn every_field<T: serde::Serialize>(message: &T, shown_already: &[&str]) -> Vec<String> {
+    let Ok(Value::Object(fields)) = serde_json::to_value(message) else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .filter(|(name, _)| !shown_already.contains(&name.as_str()))
+        .map(|(name, value)| {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            format!("  {:<22} {value}", name.replace('_', " "))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_text_shows_every_real_time_protection_counter() {
+        let rtp = proto::RealTimeProtection {
+            write_scans_dropped: 15_477,
+            queue_full: 3,
+            overflows: 2,
+            too_large: 7,
+            marks: vec!["/a".into(), "/b".into()],
+            ..Default::default()
+        };
+        let h = proto::Health {
+            real_time_protection: Some(rtp.clone()),
+            issues: vec!["exclusions file broken".into()],
+            ..Default::default()
+        };
+        let text = health_text(&h).join("\n");
+        let Value::Object(fields) = serde_json::to_value(&rtp).unwrap() else {
+            panic!("not an object")
+        };
+        for name in fields.keys().filter(|n| *n != "status") {
+            assert!(
+                text.contains(&name.replace('_', " ")),
+                "{name} missing:\n{text}"
+            );
+        }
+        assert!(text.contains("write scans dropped    15477"), "{text}");
+        assert!(text.contains("marks                  /a, /b"), "{text}");
+        assert!(text.contains("ISSUE              exclusions file broken"));
+    }
 }

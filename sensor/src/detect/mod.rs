@@ -7,7 +7,9 @@
 //! bounded store for `sensor detections list`.
 //!
 //! Configuration ([`DetectConfig`]) disables detections by id and adds allowlists (by
-//! executable or by ancestor executable) per detection.
+//! executable or by ancestor executable) per detection. Ids match whatever their case
+//! (`sns-0004` is `SNS-0004`): a rule an administrator meant to switch off must not stay on
+//! over a letter's case.
 
 mod anti_forensics;
 mod credential;
@@ -67,10 +69,17 @@ pub struct DetectConfig {
     /// Per detection id: processes never reported.
     #[serde(default)]
     pub allow: HashMap<String, Allowlist>,
-    /// Drop and execute: seconds between the write and the exec (default 600).
+    /// Drop and execute: seconds between the write and the exec (default 600), within
+    /// [`DROP_EXEC_WINDOW_SECS`].
     #[serde(default)]
     pub drop_exec_window_secs: Option<u64>,
 }
+
+/// The documented range of `drop_exec_window_secs`: at least a second, at most a day.
+pub const DROP_EXEC_WINDOW_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
+
+/// The most a detections config file may hold.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,23 +99,68 @@ impl DetectConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading detections config {}", path.display()))?;
+        let at = path.display();
+        let text = crate::safe_fs::read_text_bounded(path, MAX_CONFIG_BYTES)
+            .with_context(|| format!("reading detections config {at}"))?;
         let cfg: Self = serde_json::from_str(&text)
-            .with_context(|| format!("parsing detections config {}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("detections config {at}: {}", json_error(&e)))?;
+        cfg.normalised()
+            .map_err(|e| anyhow::anyhow!("detections config {at}: {e}"))
+    }
+
+    /// Ids in upper case, each checked, and the window in its range.
+    fn normalised(mut self) -> Result<Self> {
+        if let Some(w) = self.drop_exec_window_secs
+            && !DROP_EXEC_WINDOW_SECS.contains(&w)
+        {
+            anyhow::bail!(
+                "drop_exec_window_secs must be between {} and {} seconds",
+                DROP_EXEC_WINDOW_SECS.start(),
+                DROP_EXEC_WINDOW_SECS.end()
+            );
+        }
         let known: HashSet<&str> = all_rules().iter().map(|r| r.id).collect();
-        // Built-in ids are checked here; any other id names a Sigma rule, which may come
-        // from a rules directory loaded later.
-        for id in cfg.disabled.iter().chain(cfg.allow.keys()) {
-            if id.starts_with("SNS-") && !known.contains(id.as_str()) {
-                anyhow::bail!(
-                    "detections config {}: unknown detection id {id:?}",
-                    path.display()
-                );
+        for id in &mut self.disabled {
+            *id = detection_id(id, "disabled", &known)?;
+        }
+        let mut allow = HashMap::new();
+        for (id, list) in std::mem::take(&mut self.allow) {
+            let id = detection_id(&id, "allow", &known)?;
+            if allow.insert(id.clone(), list).is_some() {
+                anyhow::bail!("allow: detection {id} is listed twice (ids ignore case)");
             }
         }
-        Ok(cfg)
+        self.allow = allow;
+        Ok(self)
     }
+}
+
+/// `id` in upper case, refused if it names no built-in detection. Any id without the
+/// built-in prefix names a Sigma rule, which may come from a rules directory loaded later.
+fn detection_id(id: &str, key: &str, known: &HashSet<&str>) -> Result<String> {
+    let id = id.trim().to_ascii_uppercase();
+    if id.is_empty() || id.len() > 128 {
+        anyhow::bail!("{key}: a detection id must be 1 to 128 characters");
+    }
+    if id.starts_with("SNS-") && !known.contains(id.as_str()) {
+        anyhow::bail!("{key}: unknown detection id {id:?}");
+    }
+    Ok(id)
+}
+
+/// A JSON error as where and what was expected, never the text found there.
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io | Category::Eof => "the file ends too early",
+        Category::Syntax => "not valid JSON",
+        Category::Data => {
+            "expected an object with only the keys disabled (a list of detection ids), \
+             allow (detection id to {exe, ancestor_exe} lists of paths) and \
+             drop_exec_window_secs (seconds)"
+        }
+    };
+    format!("line {} column {}: {what}", e.line(), e.column())
 }
 
 fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
@@ -143,6 +197,7 @@ pub struct DetectionEngine {
 
 impl DetectionEngine {
     pub fn new(cfg: DetectConfig) -> Self {
+        let cfg = cfg.with_upper_case_ids();
         let disabled: HashSet<String> = cfg.disabled.iter().cloned().collect();
         let detectors = detectors(&cfg)
             .into_iter()
@@ -242,12 +297,28 @@ fn sigma_detection(event: &proto::Event, m: sigma::SigmaMatch) -> proto::Event {
     }
 }
 
-/// Whether detection `id` is switched off, or `process` is allowlisted for it.
+impl DetectConfig {
+    /// The ids as [`DetectConfig::load`] leaves them, for a config built in code.
+    fn with_upper_case_ids(mut self) -> Self {
+        for id in &mut self.disabled {
+            *id = id.to_ascii_uppercase();
+        }
+        self.allow = std::mem::take(&mut self.allow)
+            .into_iter()
+            .map(|(id, a)| (id.to_ascii_uppercase(), a))
+            .collect();
+        self
+    }
+}
+
+/// Whether detection `id` is switched off, or `process` is allowlisted for it (the
+/// config's ids are upper case).
 fn suppressed(cfg: &DetectConfig, id: &str, process: Option<&proto::Process>) -> bool {
-    if cfg.disabled.iter().any(|d| d == id) {
+    let id = id.to_ascii_uppercase();
+    if cfg.disabled.contains(&id) {
         return true;
     }
-    let (Some(a), Some(p)) = (cfg.allow.get(id), process) else {
+    let (Some(a), Some(p)) = (cfg.allow.get(&id), process) else {
         return false;
     };
     a.exe.contains(&p.exe)
@@ -388,5 +459,80 @@ mod tests {
         let cfg = DetectConfig::load(&p).unwrap();
         assert_eq!(cfg.allow["SNS-0005"].exe, vec!["/x"]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn config_file(tag: &str, json: &str) -> (std::path::PathBuf, Result<DetectConfig>) {
+        let dir = std::env::temp_dir().join(format!("sensor-detcfg-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.json");
+        std::fs::write(&p, json).unwrap();
+        let cfg = DetectConfig::load(&p);
+        std::fs::remove_dir_all(&dir).unwrap();
+        (p, cfg)
+    }
+
+    #[test]
+    fn ids_match_whatever_their_case() {
+        let (_, cfg) = config_file(
+            "case",
+            r#"{"disabled": ["sns-0004"], "allow": {"sns-0005": {"exe": ["/x"]}}}"#,
+        );
+        let cfg = cfg.unwrap();
+        assert_eq!(cfg.disabled, vec!["SNS-0004"]);
+        assert!(suppressed(&cfg, "SNS-0004", None));
+        let p = proto::Process {
+            exe: "/x".into(),
+            ..Default::default()
+        };
+        assert!(suppressed(&cfg, "SNS-0005", Some(&p)));
+        assert!(!suppressed(&cfg, "SNS-0006", Some(&p)));
+        // An unknown id is refused whatever its case; one id twice (by case) too.
+        let (_, cfg) = config_file("unknown", r#"{"disabled": ["sns-9999"]}"#);
+        assert!(cfg.unwrap_err().to_string().contains("SNS-9999"));
+        let (_, cfg) = config_file("twice", r#"{"allow": {"sns-0005": {}, "SNS-0005": {}}}"#);
+        assert!(cfg.unwrap_err().to_string().contains("twice"));
+        // Sigma ids match case-insensitively too.
+        let cfg = DetectConfig {
+            disabled: vec!["41a539bc-60f4-44b3-b68b-437946c8d298".into()],
+            ..Default::default()
+        }
+        .with_upper_case_ids();
+        assert!(suppressed(
+            &cfg,
+            "41a539bc-60f4-44b3-b68b-437946c8d298",
+            None
+        ));
+    }
+
+    #[test]
+    fn window_outside_its_range_is_refused_naming_the_key() {
+        for w in ["0", "86401", "18446744073709551615"] {
+            let (p, cfg) = config_file("window", &format!(r#"{{"drop_exec_window_secs": {w}}}"#));
+            let e = format!("{:#}", cfg.unwrap_err());
+            assert!(e.contains("drop_exec_window_secs"), "{e}");
+            assert!(e.contains(&p.display().to_string()), "{e}");
+            if w.len() > 5 {
+                assert!(!e.contains(w), "quotes the value: {e}");
+            }
+        }
+        for w in ["1", "600", "86400"] {
+            let (_, cfg) =
+                config_file("window-ok", &format!(r#"{{"drop_exec_window_secs": {w}}}"#));
+            assert_eq!(
+                cfg.unwrap().drop_exec_window().as_secs(),
+                w.parse::<u64>().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn json_errors_name_line_and_expectation_not_content() {
+        let (_, cfg) = config_file("json", "{\n  \"disabled\": \"secret-text\"\n}");
+        let e = format!("{:#}", cfg.unwrap_err());
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains("secret-text"), "{e}");
+        let (_, cfg) = config_file("json2", "{\"secret_key\": 1}");
+        let e = format!("{:#}", cfg.unwrap_err());
+        assert!(!e.contains("secret_key"), "{e}");
     }
 }
