@@ -376,3 +376,38 @@ async fn a_lower_case_detection_id_switches_the_rule_off() {
     let running = health(&d.socket).await.unwrap().detection.unwrap().builtin;
     assert_eq!(running as usize, sensor::detect::all_rules().len() - 1);
 }
+
+#[test]
+fn a_socket_planted_by_another_user_is_not_trusted() {
+    let dir = TempDir::new("hcli-planted");
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let socket = theirs.join("sensor.sock");
+    // Listens but never answers: a client that trusts it hangs or gets forged answers.
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    std::os::unix::fs::chown(&theirs, Some(uid), None).unwrap();
+    std::os::unix::fs::chown(&socket, Some(uid), None).unwrap();
+    let mut child = Command::new(sensor_bin())
+        .args(["health", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_with_limit(&mut child, Duration::from_secs(20));
+    let mut stderr = Vec::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{status}");
+    let line = assert_one_clear_line(&stderr);
+    assert!(line.contains("not root"), "{line}");
+}

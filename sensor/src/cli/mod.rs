@@ -75,6 +75,7 @@ pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>> {
 
 /// A gRPC channel on the daemon's unix socket (for any service it serves).
 pub async fn channel(socket: &Path) -> Result<Channel> {
+    trust_socket(socket)?;
     let path = socket.to_path_buf();
     // The transport's error says little ("transport error"); the dial's own error says
     // whether the socket is missing, refused or root-only, which decides the advice.
@@ -98,6 +99,25 @@ pub async fn channel(socket: &Path) -> Result<Channel> {
         .await
         .map_err(|_| errors::unreachable_daemon(socket, dial_error.lock().unwrap().take()))?;
     Ok(channel)
+}
+
+/// Refuses a socket another user could have planted (see
+/// [`crate::listen::check_daemon_socket`]). One that cannot be looked at, missing or in
+/// root's private directory, is left to the dial, whose error gives the advice that fits.
+fn trust_socket(socket: &Path) -> Result<()> {
+    let Err(e) = crate::listen::check_daemon_socket(socket) else {
+        return Ok(());
+    };
+    let unseen = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            )
+        });
+    if unseen { Ok(()) } else { Err(e) }
 }
 
 pub async fn events(args: EventsArgs) -> Result<()> {
