@@ -25,23 +25,22 @@ pub fn exit_status(e: &anyhow::Error) -> u8 {
 
 /// Why the daemon's socket could not be reached, with the remedy.
 pub fn unreachable_daemon(socket: &Path, dial: Option<io::Error>) -> anyhow::Error {
-    let at = socket.display();
-    match dial.as_ref().map(io::Error::kind) {
-        Some(io::ErrorKind::PermissionDenied) => anyhow::anyhow!(
-            "permission denied on the sensor socket {at}: it is for root only; run this command as root"
-        ),
-        Some(io::ErrorKind::NotFound) => anyhow::anyhow!(
-            "no sensor daemon socket at {at}: is the daemon running (`sensor daemon`, as root)?"
-        ),
-        Some(io::ErrorKind::ConnectionRefused) => {
-            anyhow::anyhow!("the sensor daemon is not running: nothing listens on {at}")
+    let why = match dial.as_ref().map(io::Error::kind) {
+        Some(io::ErrorKind::PermissionDenied) => {
+            "permission denied: the socket is for root only; run this command as root".into()
         }
-        Some(_) => anyhow::anyhow!(
-            "cannot reach the sensor daemon at {at}: {}",
-            dial.map(|e| e.to_string()).unwrap_or_default()
-        ),
-        None => anyhow::anyhow!("cannot reach the sensor daemon at {at}"),
-    }
+        Some(io::ErrorKind::NotFound) => {
+            "no socket there; is the daemon running (`sensor daemon`, as root)?".into()
+        }
+        Some(io::ErrorKind::ConnectionRefused) => {
+            "nothing listens there; the daemon is not running".into()
+        }
+        _ => dial.map_or_else(|| "the connection failed".into(), |e| e.to_string()),
+    };
+    anyhow::anyhow!(
+        "connecting to the sensor daemon at {}: {why}",
+        socket.display()
+    )
 }
 
 /// The most of a daemon's message shown: enough for any explanation the daemon gives.

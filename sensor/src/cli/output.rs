@@ -59,15 +59,21 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// What serde leaves raw in a JSON string that a terminal may act on: DEL, C1 and the
+/// direction overrides (serde escapes C0; a C0 outside a string is JSON's own whitespace).
+fn is_raw_in_json(c: char) -> bool {
+    c >= '\u{7f}' && is_terminal_control(c)
+}
+
 /// JSON text with DEL, C1 and direction overrides as `\uXXXX`. They can only occur
 /// inside strings (JSON's own syntax is ASCII), so the result is the same JSON value.
 fn escape_json_controls(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(is_terminal_control) {
+    if !json.chars().any(is_raw_in_json) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 16);
     for c in json.chars() {
-        if is_terminal_control(c) {
+        if is_raw_in_json(c) {
             let _ = write!(out, "\\u{:04x}", c as u32);
         } else {
             out.push(c);
@@ -129,10 +135,15 @@ mod tests {
     #[test]
     fn json_stays_the_same_value_without_raw_controls() {
         let v = serde_json::json!({"args": ["a\u{9b}b\u{202e}c\u{7f}\n"]});
-        let text = serde_json::to_string(&v).unwrap();
-        let escaped = escape_json_controls(&text);
-        assert!(!escaped.chars().any(is_terminal_control));
-        let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
-        assert_eq!(back, v);
+        for text in [
+            serde_json::to_string(&v).unwrap(),
+            serde_json::to_string_pretty(&v).unwrap(),
+        ] {
+            let escaped = escape_json_controls(&text);
+            assert!(!escaped.chars().any(is_raw_in_json));
+            assert!(!escaped.contains(['\x1b', '\u{9b}']));
+            let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+            assert_eq!(back, v);
+        }
     }
 }
