@@ -411,3 +411,38 @@ fn a_socket_planted_by_another_user_is_not_trusted() {
     let line = assert_one_clear_line(&stderr);
     assert!(line.contains("not root"), "{line}");
 }
+
+#[test]
+fn health_text_shows_every_real_time_protection_counter() {
+    let text = String::from_utf8(cli(shared_daemon(), &["health"]).stdout).unwrap();
+    let docs = cli(shared_daemon(), &["health", "--output", "json"]).stdout;
+    let json: serde_json::Value = serde_json::from_slice(&docs).unwrap();
+    let fields = json["real_time_protection"].as_object().unwrap();
+    // The ones the issue found hidden, and every other field of the message.
+    for name in ["write_scans_dropped", "queue_full", "overflows", "too_large"] {
+        assert!(fields.contains_key(name), "{name} not in the message");
+    }
+    for name in fields.keys().filter(|n| *n != "status") {
+        let shown = format!("  {:<22} ", name.replace('_', " "));
+        assert!(text.contains(&shown), "{name} missing from:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_exclusions_file_shows_in_health() {
+    let dir = TempDir::new("hcli-excl");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(state.join("exclusions.json"), "{\"folders\": [\"/srv\"").unwrap();
+    let d = Daemon::start(&["--state-dir", state.to_str().unwrap()]).unwrap();
+    let issues = health(&d.socket).await.unwrap().issues;
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert!(issues[0].contains("exclusions"), "{issues:?}");
+    let json = d.cli_json(&["health"]).unwrap();
+    assert_eq!(json[0]["issues"].as_array().unwrap().len(), 1);
+    let text = d.cli(&["health"]).unwrap();
+    let shown: Vec<&str> = text.lines().filter(|l| l.starts_with("ISSUE")).collect();
+    assert_eq!(shown.len(), 1, "{text}");
+    assert!(shown[0].contains("exclusions"), "{text}");
+}

@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the sensor (as root).
-    Daemon(daemon::DaemonArgs),
+    Daemon(Box<daemon::DaemonArgs>),
     /// Print events from the daemon.
     Events(cli::EventsArgs),
     /// Show the daemon's health.
@@ -49,7 +49,11 @@ enum DetectionsCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match run(Cli::parse().command).await {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Daemon(_)) {
+        std::panic::set_hook(Box::new(report_panic));
+    }
+    match run(command).await {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`sensor events | head -1`): nothing left to tell anyone.
         Err(e) if e.is::<cli::output::OutputClosed>() => ExitCode::SUCCESS,
@@ -61,9 +65,25 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A bug in the client reaches its user as one line too: where, and what it says.
+fn report_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let what = info
+        .payload()
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let line = format!("sensor: internal error{at}: {what}");
+    let _ = writeln!(std::io::stderr(), "{}", cli::output::escape_controls(&line));
+}
+
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Daemon(a) => daemon::run(a).await,
+        Command::Daemon(a) => daemon::run(*a).await,
         Command::Events(a) => cli::events(a).await,
         Command::Health(a) => cli::health(a).await,
         Command::Detections(DetectionsCommand::List(a)) => cli::detections_list(a).await,
