@@ -240,8 +240,10 @@ fn a_forged_argv_stays_on_its_own_line_with_controls_escaped() {
     let socket = shared_daemon();
     let marker = format!("hcli-forge-{}", std::process::id());
     let payload = format!("{marker}\n  999 process_exec pid=1 exe=/sbin/init\x1b[2J");
-    let st = as_nobody("/bin/true").arg(&payload).status().unwrap();
-    assert!(st.success());
+    // setpriv execs /bin/true in its own pid: the forger's events are that pid's.
+    let mut forger = as_nobody("/bin/true").arg(&payload).spawn().unwrap();
+    let pid = forger.id().to_string();
+    assert!(forger.wait().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
         let out = cli(
@@ -250,8 +252,10 @@ fn a_forged_argv_stays_on_its_own_line_with_controls_escaped() {
                 "events",
                 "--kind",
                 "process_exec",
+                "--pid",
+                &pid,
                 "--last",
-                "2000",
+                "10",
                 "--output",
                 "text",
             ],
@@ -419,7 +423,12 @@ fn health_text_shows_every_real_time_protection_counter() {
     let json: serde_json::Value = serde_json::from_slice(&docs).unwrap();
     let fields = json["real_time_protection"].as_object().unwrap();
     // The ones the issue found hidden, and every other field of the message.
-    for name in ["write_scans_dropped", "queue_full", "overflows", "too_large"] {
+    for name in [
+        "write_scans_dropped",
+        "queue_full",
+        "overflows",
+        "too_large",
+    ] {
         assert!(fields.contains_key(name), "{name} not in the message");
     }
     for name in fields.keys().filter(|n| *n != "status") {
