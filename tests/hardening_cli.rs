@@ -455,3 +455,55 @@ async fn a_corrupt_exclusions_file_shows_in_health() {
     assert_eq!(shown.len(), 1, "{text}");
     assert!(shown[0].contains("exclusions"), "{text}");
 }
+
+#[test]
+fn a_detection_history_past_the_message_limit_lists_in_full() {
+    const EXECS: usize = 4500;
+    let d = Daemon::start(&[]).unwrap();
+    // Each exec looks like a miner (SNS-0012) and carries a full argv buffer, so every
+    // detection is over 1 KiB: thousands of them exceed one 4 MiB message.
+    let padding = "A".repeat(900);
+    let script = format!(
+        "i=0; while [ $i -lt {EXECS} ]; do /bin/true stratum+tcp://hcli {padding}; i=$((i+1)); done; \
+         /bin/true stratum+tcp://hcli-last"
+    );
+    assert!(
+        Command::new("/bin/sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let docs = loop {
+        let docs = d.cli_json(&["detections", "list"]).unwrap();
+        let last_seen = docs.iter().any(|v| {
+            v["process"]["args"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "stratum+tcp://hcli-last"))
+        });
+        if last_seen {
+            break docs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last exec's detection never came"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let bytes: usize = docs.iter().map(|v| v.to_string().len()).sum();
+    assert!(bytes > 4 << 20, "only {bytes} bytes of detections");
+    let seqs: Vec<u64> = docs.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "out of order or repeated"
+    );
+    // Text lists the same detections, one line each (those that came since included).
+    let text = d.cli(&["detections", "list"]).unwrap();
+    let first_seqs: Vec<u64> = text
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .take(seqs.len())
+        .collect();
+    assert_eq!(first_seqs, seqs);
+}
