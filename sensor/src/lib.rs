@@ -30,6 +30,7 @@ pub mod publish;
 pub mod quarantine;
 pub mod rtp;
 pub mod safe_fs;
+pub mod scope;
 pub mod scan;
 pub mod threats;
 

@@ -1,0 +1,152 @@
+//! Files waiting for their after-write scan: a dirty set keyed by file, so a write burst
+//! costs one scan per file, never a dropped one.
+//!
+//! A file written again before its scan keeps one entry (the newest writer's). The set is
+//! bounded, since every entry holds the file open; when it is full, entries for files
+//! deleted since are given up first (nothing can open them by name any more), and after
+//! that the file's directory is remembered instead, to be scanned again once the set has
+//! drained. Only when the directories to rescan are too many as well is a written file
+//! not scanned, and then it is counted and logged: nothing is lost silently.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    os::fd::{AsRawFd, OwnedFd},
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::{Condvar, Mutex},
+    time::Duration,
+};
+
+use super::{as_file, queue::InodeId};
+
+/// Files waiting, each holding an fd: well under the raised open-file limit.
+const MAX_FILES: usize = 16384;
+/// Directories waiting for a rescan.
+const MAX_DIRS: usize = 4096;
+/// Entries looked at for a deleted file to give up when the set is full.
+const EVICT_LOOKS: usize = 64;
+
+/// A file closed after writing, and who wrote it.
+pub struct WriteJob {
+    pub fd: OwnedFd,
+    pub pid: i32,
+}
+
+/// Work for the after-write scanner.
+pub enum Dirty {
+    File(WriteJob),
+    /// Files written here could not all be kept: scan the regular files in it.
+    Directory(PathBuf),
+}
+
+/// What [`DirtySet::note`] did with a written file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Noted {
+    Added,
+    /// Already waiting: one scan covers both writes.
+    Coalesced,
+    /// The set was full: its directory will be scanned again.
+    Deferred,
+    /// `n` written files will not be scanned: deleted before their turn while the set was
+    /// full, or this one when no directory could be remembered either.
+    Skipped(u64),
+}
+
+#[derive(Default)]
+struct State {
+    files: HashMap<InodeId, WriteJob>,
+    order: VecDeque<InodeId>,
+    dirs: HashSet<PathBuf>,
+    dir_order: VecDeque<PathBuf>,
+}
+
+#[derive(Default)]
+pub struct DirtySet {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+impl DirtySet {
+    /// Records that the file `job` holds, `inode`, was written.
+    pub fn note(&self, inode: InodeId, job: WriteJob) -> Noted {
+        let mut st = self.state.lock().unwrap();
+        if let Some(slot) = st.files.get_mut(&inode) {
+            *slot = job;
+            return Noted::Coalesced;
+        }
+        let mut gone = 0;
+        if st.files.len() >= MAX_FILES {
+            gone = evict_deleted(&mut st);
+        }
+        let noted = if st.files.len() < MAX_FILES {
+            st.files.insert(inode, job);
+            st.order.push_back(inode);
+            if gone == 0 {
+                Noted::Added
+            } else {
+                Noted::Skipped(gone)
+            }
+        } else {
+            match directory_of(&job.fd) {
+                Some(dir) if st.dirs.contains(&dir) => Noted::Deferred,
+                Some(dir) if st.dirs.len() < MAX_DIRS => {
+                    st.dirs.insert(dir.clone());
+                    st.dir_order.push_back(dir);
+                    Noted::Deferred
+                }
+                _ => Noted::Skipped(gone + 1),
+            }
+        };
+        drop(st);
+        self.ready.notify_one();
+        noted
+    }
+
+    /// The next file to scan, oldest first; once none waits, a directory to scan again.
+    pub fn next(&self, wait: Duration) -> Option<Dirty> {
+        let mut st = self.state.lock().unwrap();
+        if st.order.is_empty() && st.dir_order.is_empty() {
+            st = self.ready.wait_timeout(st, wait).unwrap().0;
+        }
+        if let Some(inode) = st.order.pop_front() {
+            return st.files.remove(&inode).map(Dirty::File);
+        }
+        let dir = st.dir_order.pop_front()?;
+        st.dirs.remove(&dir);
+        Some(Dirty::Directory(dir))
+    }
+}
+
+/// Gives up entries for files deleted since they were written, among the oldest few;
+/// returns how many.
+fn evict_deleted(st: &mut State) -> u64 {
+    let deleted: Vec<InodeId> = st
+        .order
+        .iter()
+        .take(EVICT_LOOKS)
+        .filter(|i| {
+            st.files
+                .get(i)
+                .is_some_and(|j| as_file(&j.fd).metadata().is_ok_and(|m| m.nlink() == 0))
+        })
+        .copied()
+        .collect();
+    if deleted.is_empty() {
+        return 0;
+    }
+    for i in &deleted {
+        st.files.remove(i);
+    }
+    let files = &st.files;
+    st.order.retain(|i| files.contains_key(i));
+    deleted.len() as u64
+}
+
+/// The directory the file behind `fd` is in now, if it still has a name.
+fn directory_of(fd: &OwnedFd) -> Option<PathBuf> {
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    if as_file(fd).metadata().ok()?.nlink() == 0 {
+        return None;
+    }
+    Some(path.parent()?.to_path_buf())
+}
