@@ -123,9 +123,10 @@ async fn blocking_scope_limits_real_time_protection() {
     let d = daemon("blocking", &m, scope.child.id(), &[]);
     let events = Collector::start(&d.socket, &["detection"]).await.unwrap();
 
-    // A sibling of the scope's root, not descended from it.
+    // A sibling of the scope's root, not descended from it (`exec`: a child of this test,
+    // which the event stream's filter knows).
     let out = Command::new("sh")
-        .args(["-c", "cat \"$1\" > /dev/null", "sh"])
+        .args(["-c", "exec cat \"$1\" > /dev/null", "sh"])
         .arg(&outside)
         .output()
         .unwrap();
@@ -135,16 +136,20 @@ async fn blocking_scope_limits_real_time_protection() {
         String::from_utf8_lossy(&out.stderr)
     );
     let det = events
-        .expect("SNS-0100 outside the scope", |e| {
+        .try_expect(Duration::from_secs(10), "SNS-0100 outside the scope", |e| {
             is(e, "SNS-0100")
                 && e.detection.as_ref().unwrap().details["path"] == outside.to_str().unwrap()
         })
         .await
+        .unwrap_or_else(|e| panic!("{e}\nthreats: {:?}\n{}", threats(&d), d.log()))
         .detection
         .unwrap();
     assert_eq!(det.action, "none");
     assert!(det.details["blocking"].contains("outside the blocking scope"));
-    assert!(outside.exists(), "a file opened outside the scope was quarantined");
+    assert!(
+        outside.exists(),
+        "a file opened outside the scope was quarantined"
+    );
 
     let (rc, line) = scope.run(&format!("cat {}", inside.display()));
     assert_ne!(rc, 0, "an opener inside the scope was allowed");
@@ -159,7 +164,10 @@ async fn blocking_scope_limits_real_time_protection() {
         .unwrap();
     assert_eq!(det.action, "denied");
     assert!(det.details.contains_key("quarantine_id"));
-    assert!(!inside.exists(), "a file refused inside the scope was not quarantined");
+    assert!(
+        !inside.exists(),
+        "a file refused inside the scope was not quarantined"
+    );
     assert!(outside.exists());
 }
 
@@ -232,8 +240,13 @@ fn unprivileged_load_cannot_force_fail_open() {
         "rule Test_Never_Here { strings: $a = \"sensor-hrtp-absent-4be1\" condition: $a }\n",
     )
     .unwrap();
-    d.cli(&["definitions", "update", "--from", defs.path().to_str().unwrap()])
-        .expect("definitions update");
+    d.cli(&[
+        "definitions",
+        "update",
+        "--from",
+        defs.path().to_str().unwrap(),
+    ])
+    .expect("definitions update");
 
     let script = "while :; do echo x >> \"$1\"; cat \"$1\" > /dev/null; done";
     let mut attack = Attack(Vec::new());
@@ -309,10 +322,12 @@ fn write_burst_loses_no_after_write_scan() {
     assert!(
         missing.is_empty(),
         "{} of 200 written EICAR files never reported (dropped {}, coalesced {}, \
-         skipped {}), e.g. {missing:?}",
+         deferred {}, deleted {}, skipped {}), e.g. {missing:?}",
         200 - found(&t).len(),
         h.write_scans_dropped,
         h.write_scans_coalesced,
+        h.write_scans_deferred,
+        h.write_scans_deleted,
         h.write_scans_skipped,
     );
     assert_eq!(h.write_scans_dropped, 0);
@@ -338,7 +353,10 @@ fn unprotectable_rtp_mount_fails_start_up() {
         .spawn()
         .unwrap();
     let out = wait_with_timeout(out, Duration::from_secs(30));
-    assert!(!out.status.success(), "a daemon without its protection started");
+    assert!(
+        !out.status.success(),
+        "a daemon without its protection started"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30));

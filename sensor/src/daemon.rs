@@ -248,8 +248,8 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let publisher = Publisher::new(feed.clone(), stats.clone());
     let detections = DetectionStore::default();
     let window_ns = detect_cfg.drop_exec_window().as_nanos() as u64;
-    let responder = Responder::new(args.mode == Mode::Blocking, scope)
-        .with_dropped_map(dropped, window_ns);
+    let responder =
+        Responder::new(args.mode == Mode::Blocking, scope).with_dropped_map(dropped, window_ns);
     let prevention = responder.describe(&exec_denial);
     let stages = Stages {
         enricher,

@@ -30,8 +30,8 @@ pub mod publish;
 pub mod quarantine;
 pub mod rtp;
 pub mod safe_fs;
-pub mod scope;
 pub mod scan;
+pub mod scope;
 pub mod threats;
 
 /// Generated from `proto/sensor/v1/sensor.proto`.

@@ -283,13 +283,13 @@ fn scan_one(
             // Not an access to answer: the closure is never called.
             let record = handler.handle(
                 Found {
-                path,
-                file: &file,
-                scanned,
-                threat,
-                access: Access::Scan,
-                pid: 0,
-                definitions_version: defs.version.clone(),
+                    path,
+                    file: &file,
+                    scanned,
+                    threat,
+                    access: Access::Scan,
+                    pid: 0,
+                    definitions_version: defs.version.clone(),
                 },
                 |_| false,
             );

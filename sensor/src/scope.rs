@@ -131,7 +131,10 @@ mod tests {
         let me = std::process::id();
         let mine = BlockingScope::new(Some(me)).unwrap();
         assert!(mine.covers(me));
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert!(mine.covers(child.id()));
         let parent = parent_of(me).unwrap();
         assert!(!mine.covers(parent));

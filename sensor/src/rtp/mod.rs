@@ -88,12 +88,12 @@ pub struct RtpStats {
     pub queue_full: AtomicU64,
     pub pending: AtomicU64,
     pub ignore_marks: AtomicU64,
-    pub write_scans_dropped: AtomicU64,
     pub overflows: AtomicU64,
     pub unmatchable: AtomicU64,
     pub write_scans_coalesced: AtomicU64,
     pub write_scans_deferred: AtomicU64,
     pub write_scans_skipped: AtomicU64,
+    pub write_scans_deleted: AtomicU64,
     pub scans_coalesced: AtomicU64,
 }
 
@@ -192,8 +192,12 @@ impl Rtp {
         for p in &points {
             match group.mark_mount(p, mask) {
                 Ok(()) => marks.push(p.to_string_lossy().into_owned()),
-                // One mount refusing (a read-only special mount, say) must not leave the
-                // others unprotected.
+                // A mount the administrator named must be protected, or the daemon says so.
+                Err(e) if !cfg.mounts.is_empty() => {
+                    anyhow::bail!("cannot mark {} for real-time protection: {e}", p.display())
+                }
+                // By default, one mount refusing (a read-only special mount, say) must not
+                // leave the others unprotected.
                 Err(e) => log::warn!("real-time protection: cannot mark {}: {e}", p.display()),
             }
         }
@@ -311,13 +315,15 @@ impl Rtp {
             queue_full: g(&s.queue_full),
             pending: g(&s.pending),
             ignore_marks: g(&s.ignore_marks),
-            write_scans_dropped: g(&s.write_scans_dropped),
+            // Nothing is dropped any more; kept for clients that read it.
+            write_scans_dropped: 0,
             overflows: g(&s.overflows),
             unmatchable: g(&s.unmatchable),
             write_scans_coalesced: g(&s.write_scans_coalesced),
             write_scans_deferred: g(&s.write_scans_deferred),
             write_scans_skipped: g(&s.write_scans_skipped),
             scans_coalesced: g(&s.scans_coalesced),
+            write_scans_deleted: g(&s.write_scans_deleted),
         }
     }
 }
@@ -464,18 +470,22 @@ fn on_written(sh: &Shared, written: &DirtySet, fd: OwnedFd, pid: i32) {
     let Triage::Scan(inode, _) = triage(sh, &fd) else {
         return;
     };
-    match written.note(inode, WriteJob { fd, pid }) {
+    let (noted, deleted) = written.note(inode, WriteJob { fd, pid });
+    st.write_scans_deleted.fetch_add(deleted, Ordering::Relaxed);
+    match noted {
         Noted::Added => {}
         Noted::Coalesced => bump(&st.write_scans_coalesced),
         Noted::Deferred => bump(&st.write_scans_deferred),
-        Noted::Skipped(n) => {
-            // Logged once per thousand, so a flood cannot flood the log too.
-            let before = st.write_scans_skipped.fetch_add(n, Ordering::Relaxed);
-            if before / 1000 != (before + n) / 1000 || before == 0 {
+        Noted::Deleted => bump(&st.write_scans_deleted),
+        Noted::Skipped => {
+            // Logged at the first and then every thousandth, so a flood cannot flood the
+            // log too.
+            let before = st.write_scans_skipped.fetch_add(1, Ordering::Relaxed);
+            if before % 1000 == 0 {
                 log::warn!(
                     "real-time protection: {} written file(s) not scanned so far: too many \
-                     written at once, deleted before their turn or in too many directories",
-                    before + n
+                     written at once in too many directories",
+                    before + 1
                 );
             }
         }

@@ -19,12 +19,14 @@ use std::{
 
 use super::{as_file, queue::InodeId};
 
-/// Files waiting, each holding an fd: well under the raised open-file limit.
-const MAX_FILES: usize = 16384;
+/// Files waiting. Each holds an fd, well under the raised open-file limit, and an fd on a
+/// file deleted since keeps its blocks allocated: the bound also caps what the sensor can
+/// hold of a small filesystem's space.
+const MAX_FILES: usize = 4096;
 /// Directories waiting for a rescan.
 const MAX_DIRS: usize = 4096;
 /// Entries looked at for a deleted file to give up when the set is full.
-const EVICT_LOOKS: usize = 64;
+const EVICT_LOOKS: usize = 256;
 
 /// A file closed after writing, and who wrote it.
 pub struct WriteJob {
@@ -47,9 +49,10 @@ pub enum Noted {
     Coalesced,
     /// The set was full: its directory will be scanned again.
     Deferred,
-    /// `n` written files will not be scanned: deleted before their turn while the set was
-    /// full, or this one when no directory could be remembered either.
-    Skipped(u64),
+    /// Not scanned: the set was full and no directory could be remembered either.
+    Skipped,
+    /// Not scanned: the set was full and the file already deleted.
+    Deleted,
 }
 
 #[derive(Default)]
@@ -67,12 +70,13 @@ pub struct DirtySet {
 }
 
 impl DirtySet {
-    /// Records that the file `job` holds, `inode`, was written.
-    pub fn note(&self, inode: InodeId, job: WriteJob) -> Noted {
+    /// Records that the file `job` holds, `inode`, was written. Also returns how many
+    /// waiting files, deleted since they were written, were given up to make room.
+    pub fn note(&self, inode: InodeId, job: WriteJob) -> (Noted, u64) {
         let mut st = self.state.lock().unwrap();
         if let Some(slot) = st.files.get_mut(&inode) {
             *slot = job;
-            return Noted::Coalesced;
+            return (Noted::Coalesced, 0);
         }
         let mut gone = 0;
         if st.files.len() >= MAX_FILES {
@@ -81,11 +85,9 @@ impl DirtySet {
         let noted = if st.files.len() < MAX_FILES {
             st.files.insert(inode, job);
             st.order.push_back(inode);
-            if gone == 0 {
-                Noted::Added
-            } else {
-                Noted::Skipped(gone)
-            }
+            Noted::Added
+        } else if is_deleted(&job) {
+            Noted::Deleted
         } else {
             match directory_of(&job.fd) {
                 Some(dir) if st.dirs.contains(&dir) => Noted::Deferred,
@@ -94,12 +96,12 @@ impl DirtySet {
                     st.dir_order.push_back(dir);
                     Noted::Deferred
                 }
-                _ => Noted::Skipped(gone + 1),
+                _ => Noted::Skipped,
             }
         };
         drop(st);
         self.ready.notify_one();
-        noted
+        (noted, gone)
     }
 
     /// The next file to scan, oldest first; once none waits, a directory to scan again.
@@ -124,11 +126,7 @@ fn evict_deleted(st: &mut State) -> u64 {
         .order
         .iter()
         .take(EVICT_LOOKS)
-        .filter(|i| {
-            st.files
-                .get(i)
-                .is_some_and(|j| as_file(&j.fd).metadata().is_ok_and(|m| m.nlink() == 0))
-        })
+        .filter(|i| st.files.get(i).is_some_and(is_deleted))
         .copied()
         .collect();
     if deleted.is_empty() {
@@ -142,11 +140,12 @@ fn evict_deleted(st: &mut State) -> u64 {
     deleted.len() as u64
 }
 
-/// The directory the file behind `fd` is in now, if it still has a name.
+fn is_deleted(j: &WriteJob) -> bool {
+    as_file(&j.fd).metadata().is_ok_and(|m| m.nlink() == 0)
+}
+
+/// The directory the file behind `fd` is in now.
 fn directory_of(fd: &OwnedFd) -> Option<PathBuf> {
     let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-    if as_file(fd).metadata().ok()?.nlink() == 0 {
-        return None;
-    }
     Some(path.parent()?.to_path_buf())
 }
