@@ -481,7 +481,7 @@ fn on_written(sh: &Shared, written: &DirtySet, fd: OwnedFd, pid: i32) {
             // Logged at the first and then every thousandth, so a flood cannot flood the
             // log too.
             let before = st.write_scans_skipped.fetch_add(1, Ordering::Relaxed);
-            if before % 1000 == 0 {
+            if before.is_multiple_of(1000) {
                 log::warn!(
                     "real-time protection: {} written file(s) not scanned so far: too many \
                      written at once in too many directories",

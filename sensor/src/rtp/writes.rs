@@ -63,13 +63,29 @@ struct State {
     dir_order: VecDeque<PathBuf>,
 }
 
-#[derive(Default)]
 pub struct DirtySet {
     state: Mutex<State>,
     ready: Condvar,
+    max_files: usize,
+    max_dirs: usize,
+}
+
+impl Default for DirtySet {
+    fn default() -> Self {
+        Self::with_bounds(MAX_FILES, MAX_DIRS)
+    }
 }
 
 impl DirtySet {
+    fn with_bounds(max_files: usize, max_dirs: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            ready: Condvar::new(),
+            max_files,
+            max_dirs,
+        }
+    }
+
     /// Records that the file `job` holds, `inode`, was written. Also returns how many
     /// waiting files, deleted since they were written, were given up to make room.
     pub fn note(&self, inode: InodeId, job: WriteJob) -> (Noted, u64) {
@@ -79,10 +95,10 @@ impl DirtySet {
             return (Noted::Coalesced, 0);
         }
         let mut gone = 0;
-        if st.files.len() >= MAX_FILES {
+        if st.files.len() >= self.max_files {
             gone = evict_deleted(&mut st);
         }
-        let noted = if st.files.len() < MAX_FILES {
+        let noted = if st.files.len() < self.max_files {
             st.files.insert(inode, job);
             st.order.push_back(inode);
             Noted::Added
@@ -91,7 +107,7 @@ impl DirtySet {
         } else {
             match directory_of(&job.fd) {
                 Some(dir) if st.dirs.contains(&dir) => Noted::Deferred,
-                Some(dir) if st.dirs.len() < MAX_DIRS => {
+                Some(dir) if st.dirs.len() < self.max_dirs => {
                     st.dirs.insert(dir.clone());
                     st.dir_order.push_back(dir);
                     Noted::Deferred
@@ -148,4 +164,64 @@ fn is_deleted(j: &WriteJob) -> bool {
 fn directory_of(fd: &OwnedFd) -> Option<PathBuf> {
     let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
     Some(path.parent()?.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn written(path: &std::path::Path) -> (InodeId, WriteJob) {
+        std::fs::write(path, b"x").unwrap();
+        let f = std::fs::File::open(path).unwrap();
+        let m = f.metadata().unwrap();
+        let job = WriteJob {
+            fd: OwnedFd::from(f),
+            pid: 1,
+        };
+        ((m.dev(), m.ino()), job)
+    }
+
+    #[test]
+    fn a_full_set_coalesces_gives_up_deleted_files_then_remembers_directories() {
+        let base = std::env::temp_dir().join(format!("sensor-dirty-{}", std::process::id()));
+        let (a, b) = (base.join("a"), base.join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let set = DirtySet::with_bounds(2, 1);
+        let (i1, j1) = written(&a.join("1"));
+        let (_, j1b) = written(&a.join("1"));
+        assert_eq!(set.note(i1, j1), (Noted::Added, 0));
+        assert_eq!(set.note(i1, j1b), (Noted::Coalesced, 0));
+        let (i2, j2) = written(&a.join("2"));
+        assert_eq!(set.note(i2, j2), (Noted::Added, 0));
+        // Full: a file deleted since makes room; then the directory stands in for files.
+        std::fs::remove_file(a.join("1")).unwrap();
+        let (i3, j3) = written(&a.join("3"));
+        assert_eq!(set.note(i3, j3), (Noted::Added, 1));
+        let (i4, j4) = written(&a.join("4"));
+        assert_eq!(set.note(i4, j4), (Noted::Deferred, 0));
+        let (i5, j5) = written(&a.join("5"));
+        assert_eq!(set.note(i5, j5), (Noted::Deferred, 0));
+        let (i6, j6) = written(&b.join("6"));
+        assert_eq!(set.note(i6, j6), (Noted::Skipped, 0));
+        let (i7, j7) = written(&b.join("7"));
+        std::fs::remove_file(b.join("7")).unwrap();
+        assert_eq!(set.note(i7, j7), (Noted::Deleted, 0));
+        // Files first, oldest first, then the directory.
+        let order: Vec<String> = std::iter::from_fn(|| set.next(Duration::ZERO))
+            .map(|d| match d {
+                Dirty::File(j) => {
+                    let m = as_file(&j.fd).metadata().unwrap();
+                    if (m.dev(), m.ino()) == i2 { "2" } else { "3" }.to_string()
+                }
+                Dirty::Directory(d) => d.display().to_string(),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            vec!["2".to_string(), "3".into(), a.display().to_string()]
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
