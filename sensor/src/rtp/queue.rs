@@ -1,10 +1,13 @@
 //! The queue between the fanotify reader and the scan workers, built so that no local user
 //! can push someone else's verdicts past the deadline.
 //!
-//! - Execs go ahead of opens: a program about to run is what blocking is most for.
-//! - Within each, users are served in turn (one queue per uid, round-robin), so one uid
-//!   flooding opens delays its own events, not root's; each uid also has its own bound,
-//!   past which only its own events are allowed unscanned.
+//! - Users are served in turn (queues per uid, round-robin), so one uid flooding opens or
+//!   execs delays its own events, not root's: another user's event waits for at most one
+//!   scan per busy user and worker. Each uid also has its own bound, past which only its
+//!   own events are allowed unscanned.
+//! - In a user's turn, its execs go ahead of its opens: a program about to run is what
+//!   blocking is most for. (Execs of all users ahead of all opens would let one user's
+//!   execs starve everyone's opens.)
 //! - One file is scanned by one worker at a time. An event for a file whose scan is
 //!   running on the same content (dev, inode, mtime, ctime, size) waits for that verdict;
 //!   an event for a file that already has a scan queued joins it (that scan has not read
@@ -56,39 +59,53 @@ pub struct Batch {
     pub waiters: Vec<Waiter>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     uid: u32,
     inode: InodeId,
     exec: bool,
 }
 
-/// One queue per uid, served in turn.
+/// One user's scans waiting: execs first.
+#[derive(Default)]
+struct UserQueue {
+    exec: VecDeque<InodeId>,
+    open: VecDeque<InodeId>,
+}
+
+/// Users served in turn.
 #[derive(Default)]
 struct Lanes {
-    per_uid: HashMap<u32, VecDeque<InodeId>>,
+    per_uid: HashMap<u32, UserQueue>,
     turn: VecDeque<u32>,
 }
 
 impl Lanes {
-    fn push(&mut self, uid: u32, inode: InodeId) {
-        let q = self.per_uid.entry(uid).or_default();
-        if q.is_empty() {
-            self.turn.push_back(uid);
+    fn push(&mut self, e: Entry) {
+        let q = self.per_uid.entry(e.uid).or_default();
+        if q.exec.is_empty() && q.open.is_empty() {
+            self.turn.push_back(e.uid);
         }
-        q.push_back(inode);
+        if e.exec {
+            q.exec.push_back(e.inode);
+        } else {
+            q.open.push_back(e.inode);
+        }
     }
 
-    fn pop(&mut self) -> Option<(u32, InodeId)> {
+    fn pop(&mut self) -> Option<Entry> {
         let uid = self.turn.pop_front()?;
         let q = self.per_uid.get_mut(&uid)?;
-        let inode = q.pop_front()?;
-        if q.is_empty() {
+        let (inode, exec) = match q.exec.pop_front() {
+            Some(i) => (i, true),
+            None => (q.open.pop_front()?, false),
+        };
+        if q.exec.is_empty() && q.open.is_empty() {
             self.per_uid.remove(&uid);
         } else {
             self.turn.push_back(uid);
         }
-        Some((uid, inode))
+        Some(Entry { uid, inode, exec })
     }
 }
 
@@ -98,7 +115,6 @@ struct FileScans {
     queued: Vec<Waiter>,
     /// The uid charged for the queued scan.
     owner: u32,
-    in_exec_lane: bool,
     /// The running scan: the file's metadata when it started, and events that joined it.
     running: Option<(Option<FileKey>, Vec<Waiter>)>,
     /// The queued scan's lane entry, held back while a scan of this file runs.
@@ -107,8 +123,7 @@ struct FileScans {
 
 #[derive(Default)]
 struct State {
-    exec: Lanes,
-    open: Lanes,
+    lanes: Lanes,
     files: HashMap<InodeId, FileScans>,
     jobs: usize,
     jobs_per_uid: HashMap<u32, usize>,
@@ -133,18 +148,9 @@ impl ScanQueue {
                 joined.push(w);
                 return Submitted::Joined;
             }
+            // An exec joining a queued open waits with it: at most one turn.
             if !f.queued.is_empty() {
                 f.queued.push(w);
-                if exec && !f.in_exec_lane {
-                    f.in_exec_lane = true;
-                    match &mut f.parked {
-                        Some(p) => p.exec = true,
-                        None => {
-                            st.exec.push(f.owner, inode);
-                            self.ready.notify_one();
-                        }
-                    }
-                }
                 return Submitted::Joined;
             }
         }
@@ -157,18 +163,13 @@ impl ScanQueue {
         let f = st.files.entry(inode).or_default();
         f.queued.push(w);
         f.owner = uid;
-        f.in_exec_lane = exec;
-        if exec {
-            st.exec.push(uid, inode);
-        } else {
-            st.open.push(uid, inode);
-        }
+        st.lanes.push(Entry { uid, inode, exec });
         self.ready.notify_one();
         Submitted::Queued
     }
 
-    /// The next file to scan with the events waiting for it, execs first, users in turn;
-    /// None after `wait` with nothing to do. `key_of` reads the file's metadata as the scan
+    /// The next file to scan with the events waiting for it, users in turn (execs first in
+    /// each turn); None after `wait` with nothing to do. `key_of` reads the file's metadata as the scan
     /// starts, for events that arrive while it runs.
     pub fn next(
         &self,
@@ -198,11 +199,7 @@ impl ScanQueue {
         };
         let joined = f.running.take().map(|(_, j)| j).unwrap_or_default();
         if let Some(e) = f.parked.take() {
-            if e.exec {
-                st.exec.push(e.uid, e.inode);
-            } else {
-                st.open.push(e.uid, e.inode);
-            }
+            st.lanes.push(e);
             self.ready.notify_one();
         } else if f.queued.is_empty() {
             st.files.remove(&inode);
@@ -213,37 +210,19 @@ impl ScanQueue {
 
 fn take_next(st: &mut State, key_of: &impl Fn(&Waiter) -> Option<FileKey>) -> Option<Batch> {
     loop {
-        let e = match st.exec.pop() {
-            Some((uid, inode)) => Entry {
-                uid,
-                inode,
-                exec: true,
-            },
-            None => {
-                let (uid, inode) = st.open.pop()?;
-                Entry {
-                    uid,
-                    inode,
-                    exec: false,
-                }
-            }
-        };
+        let e = st.lanes.pop()?;
         let Some(f) = st.files.get_mut(&e.inode) else {
             continue;
         };
-        // The same job can sit in both lanes (an exec joined a queued open): whichever
-        // entry comes first takes it, the other finds it empty.
         if f.queued.is_empty() {
             continue;
         }
+        // One scan of a file at a time: the queued one waits for the running one to end.
         if f.running.is_some() {
-            if f.parked.is_none_or(|p| e.exec && !p.exec) {
-                f.parked = Some(e);
-            }
+            f.parked = Some(e);
             continue;
         }
         let waiters = std::mem::take(&mut f.queued);
-        f.in_exec_lane = false;
         f.running = Some((key_of(&waiters[0]), Vec::new()));
         st.jobs -= 1;
         if let Some(n) = st.jobs_per_uid.get_mut(&f.owner) {
@@ -263,15 +242,34 @@ fn take_next(st: &mut State, key_of: &impl Fn(&Waiter) -> Option<FileKey>) -> Op
 mod tests {
     use super::*;
 
-    #[test]
-    fn users_take_turns() {
-        let mut l = Lanes::default();
-        for i in 0..5 {
-            l.push(65534, (0, i));
+    fn entry(uid: u32, ino: u64, exec: bool) -> Entry {
+        Entry {
+            uid,
+            inode: (0, ino),
+            exec,
         }
-        l.push(0, (0, 100));
-        l.push(0, (0, 101));
-        let order: Vec<u32> = std::iter::from_fn(|| l.pop()).map(|(u, _)| u).collect();
-        assert_eq!(order, vec![65534, 0, 65534, 0, 65534, 65534, 65534]);
+    }
+
+    #[test]
+    fn users_take_turns_and_each_runs_its_execs_first() {
+        let mut l = Lanes::default();
+        for i in 0..3 {
+            l.push(entry(65534, i, true));
+        }
+        l.push(entry(65534, 9, false));
+        l.push(entry(0, 100, false));
+        l.push(entry(0, 101, true));
+        let order: Vec<Entry> = std::iter::from_fn(|| l.pop()).collect();
+        assert_eq!(
+            order,
+            vec![
+                entry(65534, 0, true),
+                entry(0, 101, true),
+                entry(65534, 1, true),
+                entry(0, 100, false),
+                entry(65534, 2, true),
+                entry(65534, 9, false),
+            ]
+        );
     }
 }
