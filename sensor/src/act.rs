@@ -21,6 +21,7 @@ use crate::{
     probes::ExecDenial,
     process_table::{ProcessKey, ProcessTable},
     proto,
+    scope::BlockingScope,
 };
 
 /// Detections blocking mode stops.
@@ -31,14 +32,14 @@ pub type DroppedMap = HashMap<MapData, [u64; 2], u64>;
 
 pub struct Responder {
     blocking: bool,
-    /// Blocking applies only to this process and its descendants.
-    scope: Option<u32>,
+    /// Which processes blocking may stop.
+    scope: BlockingScope,
     /// The kernel's map of dropped files, and how long after the drop an exec is killed.
     dropped: Option<(DroppedMap, u64)>,
 }
 
 impl Responder {
-    pub fn new(blocking: bool, scope: Option<u32>) -> Self {
+    pub fn new(blocking: bool, scope: BlockingScope) -> Self {
         Self {
             blocking,
             scope,
@@ -79,10 +80,7 @@ impl Responder {
         if !self.blocking {
             return "passive mode: detections are reported, nothing is stopped".into();
         }
-        let scope = match self.scope {
-            Some(pid) => format!(" (only descendants of pid {pid})"),
-            None => String::new(),
-        };
+        let scope = self.scope.describe();
         let at_exec = if exec_denial.active {
             "fileless images and files dropped in world-writable directories denied at exec \
              with EPERM by BPF LSM (bprm_check_security), with the kill by the exec \
@@ -118,7 +116,10 @@ impl Responder {
         let Some(p) = detection.process.as_ref() else {
             return;
         };
-        if !self.in_scope(p) {
+        if !self
+            .scope
+            .covers_lineage(p.pid, p.ancestors.iter().map(|a| a.pid))
+        {
             d.details
                 .insert("blocking".into(), "outside the blocking scope".into());
             return;
@@ -160,13 +161,6 @@ impl Responder {
         } else {
             d.action = "killed".into();
             d.details.insert("killed_pids".into(), killed.join(","));
-        }
-    }
-
-    fn in_scope(&self, p: &proto::Process) -> bool {
-        match self.scope {
-            None => true,
-            Some(root) => p.pid == root || p.ancestors.iter().any(|a| a.pid == root),
         }
     }
 }

@@ -219,6 +219,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     *stats.table.lock().unwrap() = table.stats();
     let stop = Arc::new(AtomicBool::new(false));
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Input>(64);
+    let scope = crate::scope::BlockingScope::new(args.blocking_scope_pid)?;
     let av = Arc::new(Antimalware::start(
         AvConfig {
             state_dir: state.path.clone(),
@@ -233,6 +234,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
                 scan_delay: Duration::from_millis(args.debug_scan_delay_ms),
             },
             max_file_size: args.max_scan_size_mb * 1024 * 1024,
+            scope,
             scan_workers: args.scan_workers.unwrap_or_else(default_workers),
         },
         decoded_tx.clone(),
@@ -246,8 +248,8 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let publisher = Publisher::new(feed.clone(), stats.clone());
     let detections = DetectionStore::default();
     let window_ns = detect_cfg.drop_exec_window().as_nanos() as u64;
-    let responder = Responder::new(args.mode == Mode::Blocking, args.blocking_scope_pid)
-        .with_dropped_map(dropped, window_ns);
+    let responder =
+        Responder::new(args.mode == Mode::Blocking, scope).with_dropped_map(dropped, window_ns);
     let prevention = responder.describe(&exec_denial);
     let stages = Stages {
         enricher,

@@ -31,6 +31,7 @@ pub mod quarantine;
 pub mod rtp;
 pub mod safe_fs;
 pub mod scan;
+pub mod scope;
 pub mod threats;
 
 /// Generated from `proto/sensor/v1/sensor.proto`.

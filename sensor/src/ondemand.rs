@@ -6,6 +6,10 @@
 //! followed (so no loops), /proc, /sys and /dev are never entered (except /dev/shm, which
 //! holds files), and a full scan stays on each monitored filesystem. Progress is reported
 //! every 200 ms; cancelling stops the walk and the workers at their next file.
+//!
+//! A scan belongs to no process, so with a blocking scope set (`--blocking-scope-pid`) it
+//! reports what it finds and quarantines nothing: the scope is a staged roll-out, and a
+//! scan cannot tell whose file it found. Without a scope, blocking mode quarantines.
 
 use std::{
     os::unix::fs::OpenOptionsExt,
@@ -276,15 +280,19 @@ fn scan_one(
             c.files.fetch_add(1, Ordering::Relaxed);
             c.bytes.fetch_add(size, Ordering::Relaxed);
             c.threats.fetch_add(1, Ordering::Relaxed);
-            let (_, record) = handler.handle(Found {
-                path,
-                file: &file,
-                scanned,
-                threat,
-                access: Access::Scan,
-                pid: 0,
-                definitions_version: defs.version.clone(),
-            });
+            // Not an access to answer: the closure is never called.
+            let record = handler.handle(
+                Found {
+                    path,
+                    file: &file,
+                    scanned,
+                    threat,
+                    access: Access::Scan,
+                    pid: 0,
+                    definitions_version: defs.version.clone(),
+                },
+                |_| false,
+            );
             Some(record)
         }
     }

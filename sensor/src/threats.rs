@@ -1,8 +1,16 @@
 //! Act on malware: what real-time protection and scans do once the scan engine names a
 //! threat. In blocking mode the access is denied and the file quarantined (unless the
-//! threat is allowed); in passive mode nothing is touched. Either way the threat enters the
-//! history and travels down the pipeline as a detection (SNS-0100 on access, SNS-0101 by
-//! a scan), so collectors see it next to the behaviour around it.
+//! threat is allowed, or the process is outside the blocking scope); in passive mode
+//! nothing is touched. Either way the threat enters the history and travels down the
+//! pipeline as a detection (SNS-0100 on access, SNS-0101 by a scan), so collectors see it
+//! next to the behaviour around it.
+//!
+//! The record is made after the kernel has been answered and says what it was told: a
+//! deny that lost the race with the deadline is recorded as `allowed_at_deadline`.
+//!
+//! With a blocking scope set, on-demand scans (which belong to no process) report what
+//! they find and quarantine nothing; after-write scans quarantine only files whose writer
+//! is inside the scope.
 
 use std::{
     fs::File,
@@ -16,6 +24,7 @@ use crate::{
     proto,
     quarantine::{Quarantine, ThreatLog, now_ns},
     scan::{ScannedFile, Threat},
+    scope::BlockingScope,
 };
 
 pub const ON_ACCESS_ID: &str = "SNS-0100";
@@ -59,6 +68,7 @@ pub struct Found<'a> {
 
 pub struct ThreatHandler {
     blocking: bool,
+    scope: BlockingScope,
     pub quarantine: Quarantine,
     pub log: ThreatLog,
     pub exclusions: Arc<ExclusionStore>,
@@ -68,6 +78,7 @@ pub struct ThreatHandler {
 impl ThreatHandler {
     pub fn new(
         blocking: bool,
+        scope: BlockingScope,
         quarantine: Quarantine,
         log: ThreatLog,
         exclusions: Arc<ExclusionStore>,
@@ -75,6 +86,7 @@ impl ThreatHandler {
     ) -> Self {
         Self {
             blocking,
+            scope,
             quarantine,
             log,
             exclusions,
@@ -86,11 +98,36 @@ impl ThreatHandler {
         self.blocking
     }
 
-    /// Acts on a threat and reports it. Returns whether the access must be denied, and the
-    /// threat as recorded.
-    pub fn handle(&self, f: Found) -> (bool, proto::Threat) {
+    /// Whether blocking may act on what `pid` met through `access`: a scan belongs to no
+    /// process, so it is inside only when there is no scope.
+    pub fn in_scope(&self, access: Access, pid: u32) -> bool {
+        match access {
+            Access::Scan => self.scope.is_everywhere(),
+            _ => self.scope.covers(pid),
+        }
+    }
+
+    /// Whether an access that meets the known threat `name` is refused now.
+    pub fn refuses(&self, name: &str, access: Access, pid: u32) -> bool {
+        self.blocking
+            && access.is_permission()
+            && !threat_allowed(&self.exclusions.get(), name)
+            && self.in_scope(access, pid)
+    }
+
+    /// Acts on a threat and reports it. For an open or exec, `answer(allow)` tells the
+    /// kernel and returns whether that answer is the one the kernel got (false: the
+    /// deadline had already allowed it); it is called once, before the file is quarantined
+    /// so the opener waits no longer than the verdict. Returns the threat as recorded.
+    pub fn handle(&self, f: Found, answer: impl FnOnce(bool) -> bool) -> proto::Threat {
         let allowed = threat_allowed(&self.exclusions.get(), &f.threat.name);
-        let stop = self.blocking && !allowed;
+        let in_scope = self.in_scope(f.access, f.pid);
+        let stop = self.blocking && !allowed && in_scope;
+        // Read while the opener still waits on the answer: once answered it may be gone.
+        let proc_entry = (f.pid != 0)
+            .then(|| crate::process_table::read_proc(f.pid))
+            .flatten();
+        let told = f.access.is_permission().then(|| answer(!stop));
         let mut quarantine_id = String::new();
         if stop {
             match self.quarantine.add(
@@ -104,15 +141,13 @@ impl ThreatHandler {
                 Err(e) => log::error!("quarantine of {} failed: {e:#}", f.path.display()),
             }
         }
-        let action = match (stop, f.access.is_permission()) {
+        let action = match (stop, told) {
             (false, _) => "none",
-            (true, true) => "denied",
-            (true, false) if quarantine_id.is_empty() => "none",
-            (true, false) => "quarantined",
+            (true, Some(true)) => "denied",
+            (true, Some(false)) => "allowed_at_deadline",
+            (true, None) if quarantine_id.is_empty() => "none",
+            (true, None) => "quarantined",
         };
-        let proc_entry = (f.pid != 0)
-            .then(|| crate::process_table::read_proc(f.pid))
-            .flatten();
         let threat = proto::Threat {
             time_unix_ns: now_ns(),
             name: f.threat.name.clone(),
@@ -158,11 +193,23 @@ impl ThreatHandler {
             egid: e.egid,
             ..Default::default()
         });
-        let event = detection(&threat, process);
+        let mut event = detection(&threat, process);
+        if let Some(d) = event.detection.as_mut() {
+            if self.blocking && !in_scope {
+                d.details
+                    .insert("blocking".into(), "outside the blocking scope".into());
+            }
+            if told == Some(false) && stop {
+                d.details.insert(
+                    "answer".into(),
+                    "allowed: the verdict came after the deadline".into(),
+                );
+            }
+        }
         // Blocking: a detection must not be lost, and this runs on a scan worker, never
         // on the thread that reads kernel events.
         let _ = self.reports.send(Input::Detection(Box::new(event)));
-        (stop && f.access.is_permission(), threat)
+        threat
     }
 }
 

@@ -14,26 +14,33 @@
 //!   or shutdown can only fail open. If the daemon dies, the kernel releases the waiters
 //!   when the group's fd closes.
 //!
+//! No local user can push someone else's verdicts past the deadline: the queue to the
+//! workers ([`queue`]) serves execs first and users in turn, and folds events for a file
+//! already queued or being scanned into that one scan. Every opener of a threat outside
+//! the blocking scope gets the passive treatment: reported, allowed, nothing quarantined.
+//!
 //! A file found clean is remembered twice: in a verdict cache keyed by (dev, inode,
 //! mtime, ctime, size, definitions version), and in the kernel by an ignore mark that the
 //! kernel itself clears when the file is modified, so unchanged files cost nothing on
 //! later opens. Files closed after writing are scanned in the background by one
-//! `rtp-writes` thread.
+//! `rtp-writes` thread, from a set of written files ([`writes`]) that coalesces a burst
+//! instead of dropping it.
 
 pub mod fanotify;
 pub mod mounts;
+mod queue;
+mod writes;
 
 use std::{
     collections::VecDeque,
     fs::File,
     num::NonZeroUsize,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
     sync::{
         Arc, Condvar, Mutex, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -44,10 +51,12 @@ use anyhow::{Context, Result};
 use crate::{
     exclusions::{excludes_path, excludes_process},
     proto,
-    scan::{Engine, Verdict},
+    scan::{Engine, ScannedFile, Threat, Verdict},
     threats::{Access, Found, ThreatHandler},
 };
 use fanotify::Group;
+use queue::{Batch, InodeId, ScanQueue, Submitted, Waiter};
+use writes::{Dirty, DirtySet, Noted, WriteJob};
 
 #[derive(Clone, Debug)]
 pub struct RtpConfig {
@@ -61,10 +70,6 @@ pub struct RtpConfig {
     pub scan_delay: Duration,
 }
 
-/// Permission events waiting for a worker. Past this, events are allowed unscanned (and
-/// counted) rather than queued without bound.
-const QUEUE: usize = 4096;
-const WRITE_QUEUE: usize = 4096;
 const CACHE_ENTRIES: usize = 65536;
 
 #[derive(Default)]
@@ -83,9 +88,13 @@ pub struct RtpStats {
     pub queue_full: AtomicU64,
     pub pending: AtomicU64,
     pub ignore_marks: AtomicU64,
-    pub write_scans_dropped: AtomicU64,
     pub overflows: AtomicU64,
     pub unmatchable: AtomicU64,
+    pub write_scans_coalesced: AtomicU64,
+    pub write_scans_deferred: AtomicU64,
+    pub write_scans_skipped: AtomicU64,
+    pub write_scans_deleted: AtomicU64,
+    pub scans_coalesced: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -128,19 +137,6 @@ impl Drop for Pending {
     fn drop(&mut self) {
         self.answer(true);
     }
-}
-
-enum Job {
-    Perm {
-        pending: Arc<Pending>,
-        pid: i32,
-        exec: bool,
-    },
-}
-
-struct WriteJob {
-    fd: OwnedFd,
-    pid: i32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -196,8 +192,12 @@ impl Rtp {
         for p in &points {
             match group.mark_mount(p, mask) {
                 Ok(()) => marks.push(p.to_string_lossy().into_owned()),
-                // One mount refusing (a read-only special mount, say) must not leave the
-                // others unprotected.
+                // A mount the administrator named must be protected, or the daemon says so.
+                Err(e) if !cfg.mounts.is_empty() => {
+                    anyhow::bail!("cannot mark {} for real-time protection: {e}", p.display())
+                }
+                // By default, one mount refusing (a read-only special mount, say) must not
+                // leave the others unprotected.
                 Err(e) => log::warn!("real-time protection: cannot mark {}: {e}", p.display()),
             }
         }
@@ -217,26 +217,25 @@ impl Rtp {
             self_pid: std::process::id() as i32,
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let (job_tx, job_rx) = sync_channel::<Job>(QUEUE);
-        let (write_tx, write_rx) = sync_channel::<WriteJob>(WRITE_QUEUE);
+        let jobs = Arc::new(ScanQueue::default());
+        let written = Arc::new(DirtySet::default());
         let deadlines = Arc::new((Mutex::new(VecDeque::<Weak<Pending>>::new()), Condvar::new()));
         let workers = cfg.workers.max(1);
         let mut threads = Vec::new();
-        let job_rx = Arc::new(Mutex::new(job_rx));
         for i in 0..workers {
-            let (rx, sh, stop) = (job_rx.clone(), shared.clone(), stop.clone());
+            let (q, sh, stop) = (jobs.clone(), shared.clone(), stop.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("rtp-worker-{i}"))
-                    .spawn(move || worker(&rx, &sh, &stop))?,
+                    .spawn(move || worker(&q, &sh, &stop))?,
             );
         }
         {
-            let (sh, stop) = (shared.clone(), stop.clone());
+            let (w, sh, stop) = (written.clone(), shared.clone(), stop.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name("rtp-writes".into())
-                    .spawn(move || write_worker(&write_rx, &sh, &stop))?,
+                    .spawn(move || write_worker(&w, &sh, &stop))?,
             );
         }
         {
@@ -252,7 +251,7 @@ impl Rtp {
             threads.push(
                 std::thread::Builder::new()
                     .name("fanotify-reader".into())
-                    .spawn(move || reader(&sh, &job_tx, &write_tx, &deadlines, deadline, &stop))?,
+                    .spawn(move || reader(&sh, &jobs, &written, &deadlines, deadline, &stop))?,
             );
         }
         log::info!(
@@ -316,9 +315,15 @@ impl Rtp {
             queue_full: g(&s.queue_full),
             pending: g(&s.pending),
             ignore_marks: g(&s.ignore_marks),
-            write_scans_dropped: g(&s.write_scans_dropped),
+            // Nothing is dropped any more; kept for clients that read it.
+            write_scans_dropped: 0,
             overflows: g(&s.overflows),
             unmatchable: g(&s.unmatchable),
+            write_scans_coalesced: g(&s.write_scans_coalesced),
+            write_scans_deferred: g(&s.write_scans_deferred),
+            write_scans_skipped: g(&s.write_scans_skipped),
+            scans_coalesced: g(&s.scans_coalesced),
+            write_scans_deleted: g(&s.write_scans_deleted),
         }
     }
 }
@@ -351,8 +356,8 @@ type Deadlines = (Mutex<VecDeque<Weak<Pending>>>, Condvar);
 
 fn reader(
     sh: &Shared,
-    jobs: &SyncSender<Job>,
-    writes: &SyncSender<WriteJob>,
+    jobs: &ScanQueue,
+    written: &DirtySet,
     deadlines: &Deadlines,
     deadline: Duration,
     stop: &AtomicBool,
@@ -394,74 +399,147 @@ fn reader(
                 continue;
             }
             if perm {
-                bump(&st.permission_events);
-                st.pending.fetch_add(1, Ordering::Relaxed);
-                let pending = Arc::new(Pending {
-                    fd,
-                    group: sh.group.clone(),
-                    answered: AtomicBool::new(false),
-                    stats: st.clone(),
-                    deadline: Instant::now() + deadline,
-                });
-                // The sensor reads its own files (definitions, quarantine, /proc-adjacent
-                // state): scanning them could wait on itself.
-                if pid == sh.self_pid {
-                    bump(&st.self_allowed);
-                    pending.answer(true);
-                    continue;
-                }
-                if let Some(allow) = quick_verdict(sh, &pending.fd) {
-                    pending.answer(allow);
-                    continue;
-                }
-                // No wakeup for the keeper: it looks at the queue every KEEPER_TICK, and a
-                // wakeup per event would cost more than the deadline's precision is worth.
-                deadlines
-                    .0
-                    .lock()
-                    .unwrap()
-                    .push_back(Arc::downgrade(&pending));
                 let exec = mask & fanotify::OPEN_EXEC_PERM != 0;
-                match jobs.try_send(Job::Perm { pending, pid, exec }) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(Job::Perm { pending, .. })) => {
-                        bump(&st.queue_full);
-                        pending.answer(true);
-                    }
-                    Err(TrySendError::Disconnected(_)) => return,
-                }
-            } else if mask & fanotify::CLOSE_WRITE != 0
-                && pid != sh.self_pid
-                && quick_verdict(sh, &fd).is_none()
-                && let Err(TrySendError::Full(_)) = writes.try_send(WriteJob { fd, pid })
-            {
-                bump(&st.write_scans_dropped);
+                on_permission(sh, jobs, deadlines, deadline, fd, pid, exec);
+            } else if mask & fanotify::CLOSE_WRITE != 0 && pid != sh.self_pid {
+                on_written(sh, written, fd, pid);
             }
         }
     }
+}
+
+/// Answers a permission event at once when no scan is needed, else queues it for one.
+fn on_permission(
+    sh: &Shared,
+    jobs: &ScanQueue,
+    deadlines: &Deadlines,
+    deadline: Duration,
+    fd: OwnedFd,
+    pid: i32,
+    exec: bool,
+) {
+    let st = &sh.stats;
+    bump(&st.permission_events);
+    st.pending.fetch_add(1, Ordering::Relaxed);
+    let pending = Arc::new(Pending {
+        fd,
+        group: sh.group.clone(),
+        answered: AtomicBool::new(false),
+        stats: st.clone(),
+        deadline: Instant::now() + deadline,
+    });
+    // The sensor reads its own files (definitions, quarantine, /proc-adjacent state):
+    // scanning them could wait on itself.
+    if pid == sh.self_pid {
+        bump(&st.self_allowed);
+        pending.answer(true);
+        return;
+    }
+    let (inode, key) = match triage(sh, &pending.fd) {
+        Triage::Allow => {
+            pending.answer(true);
+            return;
+        }
+        Triage::Scan(inode, key) => (inode, key),
+    };
+    // No wakeup for the keeper: it looks at the queue every KEEPER_TICK, and a wakeup per
+    // event would cost more than the deadline's precision is worth.
+    deadlines
+        .0
+        .lock()
+        .unwrap()
+        .push_back(Arc::downgrade(&pending));
+    let access = if exec { Access::Exec } else { Access::Open };
+    let waiter = Waiter {
+        pending,
+        pid,
+        access,
+    };
+    match jobs.submit(inode, key, uid_of(pid), waiter) {
+        Submitted::Queued => {}
+        Submitted::Joined => bump(&st.scans_coalesced),
+        Submitted::Full(w) => {
+            w.pending.answer_counted(true, Some(&st.queue_full));
+        }
+    }
+}
+
+/// Notes a file closed after writing for its background scan.
+fn on_written(sh: &Shared, written: &DirtySet, fd: OwnedFd, pid: i32) {
+    let st = &sh.stats;
+    let Triage::Scan(inode, _) = triage(sh, &fd) else {
+        return;
+    };
+    let (noted, deleted) = written.note(inode, WriteJob { fd, pid });
+    st.write_scans_deleted.fetch_add(deleted, Ordering::Relaxed);
+    match noted {
+        Noted::Added => {}
+        Noted::Coalesced => bump(&st.write_scans_coalesced),
+        Noted::Deferred => bump(&st.write_scans_deferred),
+        Noted::Deleted => bump(&st.write_scans_deleted),
+        Noted::Skipped => {
+            // Logged at the first and then every thousandth, so a flood cannot flood the
+            // log too.
+            let before = st.write_scans_skipped.fetch_add(1, Ordering::Relaxed);
+            if before.is_multiple_of(1000) {
+                log::warn!(
+                    "real-time protection: {} written file(s) not scanned so far: too many \
+                     written at once in too many directories",
+                    before + 1
+                );
+            }
+        }
+    }
+}
+
+/// The uid a process runs as (its real uid, which it cannot shed the way it can change
+/// effective ids or become non-dumpable); `u32::MAX` for a process already gone.
+fn uid_of(pid: i32) -> u32 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return u32::MAX;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_ascii_whitespace().next()?.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+enum Triage {
+    /// Answered without the content: not a regular file, too large, or a size no
+    /// signature can have.
+    Allow,
+    /// Needs a scan: the file and its metadata now.
+    Scan(InodeId, FileKey),
 }
 
 /// The verdicts that need neither the file's content nor its path, given on the reader
 /// thread without a hop to a worker: not a regular file, over the size limit, or a size no
 /// signature can have (no YARA rules loaded, too long for EICAR, no hash of that size).
 /// Only an fstat of an fd already open: it cannot block.
-fn quick_verdict(sh: &Shared, fd: &OwnedFd) -> Option<bool> {
+fn triage(sh: &Shared, fd: &OwnedFd) -> Triage {
     let file = as_file(fd);
-    let meta = file.metadata().ok()?;
+    let Ok(meta) = file.metadata() else {
+        bump(&sh.stats.error_allowed);
+        return Triage::Allow;
+    };
     if !meta.is_file() {
-        return Some(true);
+        return Triage::Allow;
     }
-    match sh
+    let Some(v) = sh
         .engine
-        .verdict_by_size(meta.len(), &sh.engine.definitions())?
-    {
+        .verdict_by_size(meta.len(), &sh.engine.definitions())
+    else {
+        return Triage::Scan((meta.dev(), meta.ino()), file_key(&meta));
+    };
+    match v {
         Verdict::TooLarge => bump(&sh.stats.too_large),
         _ => {
             bump(&sh.stats.unmatchable);
             ignore(sh, fd, &file, file_key(&meta));
         }
     }
-    Some(true)
+    Triage::Allow
 }
 
 /// The event's fd as a `File`, without a dup: fanotify hands over one fd per event, and
@@ -508,31 +586,193 @@ fn deadline_keeper(deadlines: &Deadlines, st: &RtpStats, stop: &AtomicBool) {
     }
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, sh: &Shared, stop: &AtomicBool) {
+/// Ends a file's scan in the queue even if answering its events panics, so events for
+/// that file never wait on a scan that is gone.
+struct Scanning<'a> {
+    queue: &'a ScanQueue,
+    inode: InodeId,
+}
+
+impl Drop for Scanning<'_> {
+    fn drop(&mut self) {
+        // Events that joined are allowed as they drop.
+        self.queue.finish(self.inode);
+    }
+}
+
+fn worker(q: &ScanQueue, sh: &Shared, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        let job = rx.lock().unwrap().recv_timeout(Duration::from_millis(100));
-        match job {
-            Ok(Job::Perm { pending, pid, exec }) => {
-                let access = if exec { Access::Exec } else { Access::Open };
-                let allow = decide(sh, &pending.fd, pid, access);
-                pending.answer_counted(allow, (!allow).then_some(&sh.stats.denied));
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+        let Some(Batch { inode, waiters }) =
+            q.next(Duration::from_millis(100), |w| current_key(&w.pending.fd))
+        else {
+            continue;
+        };
+        let scanning = Scanning { queue: q, inode };
+        let outcome = answer_batch(sh, waiters, None);
+        let joined = q.finish(inode);
+        std::mem::forget(scanning);
+        if !joined.is_empty() {
+            answer_batch(sh, joined, outcome);
         }
     }
 }
 
-fn write_worker(rx: &Receiver<WriteJob>, sh: &Shared, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(j) => {
-                decide(sh, &j.fd, j.pid, Access::Write);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+fn current_key(fd: &OwnedFd) -> Option<FileKey> {
+    as_file(fd).metadata().ok().map(|m| file_key(&m))
+}
+
+/// The verdict one scan gave, for every event that waited on it.
+#[derive(Clone)]
+enum Outcome {
+    Allow,
+    Threat(String),
+}
+
+/// Answers the events of one scan of one file: scans (or recalls) it once, for the first
+/// event not excluded, unless `known` already says what it holds. Returns the verdict.
+fn answer_batch(sh: &Shared, waiters: Vec<Waiter>, known: Option<Outcome>) -> Option<Outcome> {
+    let mut rest = Vec::with_capacity(waiters.len());
+    for w in waiters {
+        let path = fd_path(&w.pending.fd);
+        if excluded(sh, &path, w.pid) {
+            w.pending.answer(true);
+        } else {
+            rest.push((w, path));
         }
     }
+    let mut rest = rest.into_iter();
+    let outcome = match known {
+        Some(o) => o,
+        None => {
+            let (first, path) = rest.next()?;
+            let o = match examine(sh, &first.pending.fd) {
+                Finding::Allow => Outcome::Allow,
+                Finding::Known(name) => Outcome::Threat(name),
+                Finding::New(threat, scanned, version) => {
+                    let name = threat.name.clone();
+                    report(sh, &first, &path, threat, scanned, version);
+                    Outcome::Threat(name)
+                }
+            };
+            answer_known(sh, &first, &o);
+            o
+        }
+    };
+    for (w, _) in rest {
+        answer_known(sh, &w, &outcome);
+    }
+    Some(outcome)
+}
+
+/// Answers with a verdict already reached (a no-op when the event was answered already).
+fn answer_known(sh: &Shared, w: &Waiter, o: &Outcome) {
+    let allow = match o {
+        Outcome::Allow => true,
+        Outcome::Threat(name) => !sh.handler.refuses(name, w.access, w.pid.max(0) as u32),
+    };
+    w.pending
+        .answer_counted(allow, (!allow).then_some(&sh.stats.denied));
+}
+
+/// Acts on a threat just found by `w`'s access; the handler answers the kernel before it
+/// records what the kernel was told.
+fn report(
+    sh: &Shared,
+    w: &Waiter,
+    path: &Path,
+    threat: Threat,
+    scanned: ScannedFile,
+    version: String,
+) {
+    let found = Found {
+        path,
+        file: &as_file(&w.pending.fd),
+        scanned,
+        threat,
+        access: w.access,
+        pid: w.pid.max(0) as u32,
+        definitions_version: version,
+    };
+    sh.handler.handle(found, |allow| {
+        w.pending
+            .answer_counted(allow, (!allow).then_some(&sh.stats.denied))
+    });
+}
+
+fn write_worker(written: &DirtySet, sh: &Shared, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match written.next(Duration::from_millis(100)) {
+            Some(Dirty::File(j)) => scan_written(sh, &j.fd, j.pid),
+            Some(Dirty::Directory(dir)) => rescan_directory(sh, &dir, stop),
+            None => {}
+        }
+    }
+}
+
+/// The after-write scan of one file; `pid` wrote it (0: not known).
+fn scan_written(sh: &Shared, fd: &OwnedFd, pid: i32) {
+    let path = fd_path(fd);
+    if excluded(sh, &path, pid) {
+        return;
+    }
+    if let Finding::New(threat, scanned, version) = examine(sh, fd) {
+        let found = Found {
+            path: &path,
+            file: &as_file(fd),
+            scanned,
+            threat,
+            access: Access::Write,
+            pid: pid.max(0) as u32,
+            definitions_version: version,
+        };
+        // Not a permission event: nothing to answer.
+        sh.handler.handle(found, |_| false);
+    }
+}
+
+/// Catches up on files written in `dir` whose own scans could not be kept: scans each
+/// regular file in it (not below), writer unknown.
+fn rescan_directory(sh: &Shared, dir: &Path, stop: &AtomicBool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        log::debug!("rescan of {}: cannot list it", dir.display());
+        return;
+    };
+    for e in entries.flatten() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        // O_NOFOLLOW: a symlink swapped in is not followed; O_NONBLOCK: nor does a FIFO
+        // swapped in hang the scanner.
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(e.path())
+        else {
+            continue;
+        };
+        let fd = OwnedFd::from(file);
+        if matches!(triage(sh, &fd), Triage::Scan(..)) {
+            scan_written(sh, &fd, 0);
+        }
+    }
+}
+
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default()
+}
+
+/// An excluded path or process: allowed without a scan, and counted.
+fn excluded(sh: &Shared, path: &Path, pid: i32) -> bool {
+    let exclusions = sh.handler.exclusions.get();
+    let out =
+        excludes_path(&exclusions, &path.to_string_lossy()) || process_excluded(&exclusions, pid);
+    if out {
+        bump(&sh.stats.excluded);
+    }
+    out
 }
 
 fn file_key(m: &std::fs::Metadata) -> FileKey {
@@ -543,23 +783,27 @@ fn file_key(m: &std::fs::Metadata) -> FileKey {
     }
 }
 
-/// Scans (or recalls) the file behind `fd` and acts on it; returns whether to allow.
-/// Every failure allows.
-fn decide(sh: &Shared, fd: &OwnedFd, pid: i32, access: Access) -> bool {
+/// What the cache or one scan says about a file.
+enum Finding {
+    /// Nothing to report: clean, not a regular file, too large, unreadable. Allowed.
+    Allow,
+    /// A threat met before, reported then.
+    Known(String),
+    /// A threat found by this scan, to be reported: with the bytes scanned and the
+    /// definitions version.
+    New(Threat, ScannedFile, String),
+}
+
+/// Scans (or recalls) the file behind `fd`. Every failure allows.
+fn examine(sh: &Shared, fd: &OwnedFd) -> Finding {
     let st = &sh.stats;
     let file = as_file(fd);
     let Ok(meta) = file.metadata() else {
         bump(&st.error_allowed);
-        return true;
+        return Finding::Allow;
     };
     if !meta.is_file() {
-        return true;
-    }
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default();
-    let exclusions = sh.handler.exclusions.get();
-    if excludes_path(&exclusions, &path.to_string_lossy()) || process_excluded(&exclusions, pid) {
-        bump(&st.excluded);
-        return true;
+        return Finding::Allow;
     }
     let defs = sh.engine.definitions();
     let id = (meta.dev(), meta.ino());
@@ -573,17 +817,11 @@ fn decide(sh: &Shared, fd: &OwnedFd, pid: i32, access: Access) -> bool {
         return match c.threat {
             None => {
                 ignore(sh, fd, &file, key);
-                true
+                Finding::Allow
             }
-            // A known threat still in place: passive mode or an allowed threat. Reported
-            // once, when it was found; blocking decides again in case the allow list
-            // changed.
-            Some(name) => {
-                let x = sh.handler.exclusions.get();
-                !(sh.handler.blocking()
-                    && access != Access::Write
-                    && !crate::exclusions::threat_allowed(&x, &name))
-            }
+            // Reported once, when it was found; blocking decides again per access, in case
+            // the allow list changed.
+            Some(name) => Finding::Known(name),
         };
     }
     if !sh.scan_delay.is_zero() {
@@ -594,30 +832,21 @@ fn decide(sh: &Shared, fd: &OwnedFd, pid: i32, access: Access) -> bool {
         Verdict::Clean => {
             remember(sh, id, key, &defs.version, None);
             ignore(sh, fd, &file, key);
-            true
+            Finding::Allow
         }
         Verdict::TooLarge => {
             bump(&st.too_large);
-            true
+            Finding::Allow
         }
         Verdict::Error(e) => {
-            log::debug!("scan of {} failed: {e}", path.display());
+            log::debug!("scan of {} failed: {e}", fd_path(fd).display());
             bump(&st.error_allowed);
-            true
+            Finding::Allow
         }
         Verdict::Threat(threat, scanned) => {
             bump(&st.threats);
             remember(sh, id, key, &defs.version, Some(threat.name.clone()));
-            let (deny, _) = sh.handler.handle(Found {
-                path: &path,
-                file: &file,
-                scanned,
-                threat,
-                access,
-                pid: pid.max(0) as u32,
-                definitions_version: defs.version.clone(),
-            });
-            !deny
+            Finding::New(threat, scanned, defs.version.clone())
         }
     }
 }

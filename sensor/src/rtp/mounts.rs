@@ -76,7 +76,10 @@ pub fn select(all: &[Mount], include: &[PathBuf], exclude: &[PathBuf]) -> Result
         }
     } else {
         for p in include {
-            let p = p.canonicalize().unwrap_or_else(|_| p.clone());
+            let p = match p.canonicalize() {
+                Ok(p) => p,
+                Err(e) => bail!("{}: {e}", p.display()),
+            };
             if !all.iter().any(|m| m.point == p) {
                 bail!("{} is not a mount point", p.display());
             }
