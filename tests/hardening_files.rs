@@ -12,25 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::{Daemon, TempDir, Tmpfs, as_nobody, health};
+use sensor_tests::{Daemon, EICAR, TempDir, Tmpfs, as_nobody, health};
 
-const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\n";
 const NOBODY: u32 = 65534;
 const SECRET: &str = "sensor-root-secret-5f2a9c";
 
+/// Behavioural kills and blocking stay inside this test process's tree.
 fn daemon(mode: &str, mount: &Tmpfs, extra: &[&str]) -> Daemon {
-    let pid = std::process::id().to_string();
-    let mut args = vec![
-        "--mode",
-        mode,
-        "--rtp-mount",
-        mount.arg(),
-        // Behavioural kills stay inside this test process's tree.
-        "--blocking-scope-pid",
-        &pid,
-    ];
-    args.extend_from_slice(extra);
-    Daemon::start(&args).expect("daemon")
+    Daemon::protecting(mode, mount, std::process::id(), extra).expect("daemon")
 }
 
 /// A state directory of the test's own, made as the daemon would make it (0700, root).

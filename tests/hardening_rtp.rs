@@ -14,39 +14,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::{Collector, Daemon, TempDir, Tmpfs, as_nobody, health, is, sensor_bin};
-
-const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\n";
+use sensor_tests::{Collector, Daemon, EICAR, TempDir, Tmpfs, as_nobody, is, sensor_bin};
 
 fn daemon(mode: &str, mount: &Tmpfs, scope_pid: u32, extra: &[&str]) -> Daemon {
-    let pid = scope_pid.to_string();
-    let mut args = vec![
-        "--mode",
-        mode,
-        "--rtp-mount",
-        mount.arg(),
-        "--blocking-scope-pid",
-        &pid,
-    ];
-    args.extend_from_slice(extra);
-    Daemon::start(&args).expect("daemon")
+    Daemon::protecting(mode, mount, scope_pid, extra).expect("daemon")
 }
 
 /// Real-time protection's health; callable from sync and async tests alike.
 fn rtp(d: &Daemon) -> sensor::proto::RealTimeProtection {
-    let socket = d.socket.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(health(&socket))
-            .unwrap()
-            .real_time_protection
-            .unwrap()
-    })
-    .join()
-    .unwrap()
+    d.rtp_health()
 }
 
 fn eperm(r: &std::io::Result<impl Sized>) -> bool {

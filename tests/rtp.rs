@@ -13,40 +13,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sensor_tests::{Collector, Daemon, TempDir, Tmpfs, health, is};
+use sensor_tests::{Collector, Daemon, EICAR, TempDir, Tmpfs, is};
 
-const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\n";
-
+/// Behavioural kills and blocking stay inside this test process's tree.
 fn daemon(mode: &str, mount: &Tmpfs, extra: &[&str]) -> Daemon {
-    let pid = std::process::id().to_string();
-    let mut args = vec![
-        "--mode",
-        mode,
-        "--rtp-mount",
-        mount.arg(),
-        // Behavioural kills stay inside this test process's tree.
-        "--blocking-scope-pid",
-        &pid,
-    ];
-    args.extend_from_slice(extra);
-    Daemon::start(&args).expect("daemon")
+    Daemon::protecting(mode, mount, std::process::id(), extra).expect("daemon")
 }
 
 /// Real-time protection's health; callable from sync and async tests alike.
 fn rtp(d: &Daemon) -> sensor::proto::RealTimeProtection {
-    let socket = d.socket.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(health(&socket))
-            .unwrap()
-            .real_time_protection
-            .unwrap()
-    })
-    .join()
-    .unwrap()
+    d.rtp_health()
 }
 
 fn eperm(r: std::io::Result<impl Sized>) -> bool {

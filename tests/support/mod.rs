@@ -142,30 +142,39 @@ impl Daemon {
 
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        // Its own thread and runtime: callers may be inside an async test already.
-        let answers = |socket: PathBuf| {
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                rt.block_on(health(&socket)).ok()
-            })
-            .join()
-            .ok()
-            .flatten()
-            .is_some()
-        };
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
                 bail!("daemon exited early ({status}): {}", self.log());
             }
-            if self.socket.exists() && answers(self.socket.clone()) {
+            if self.socket.exists() && health_blocking(&self.socket).is_some() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("daemon not ready within 60 s: {}", self.log())
+    }
+
+    /// A daemon whose real-time protection marks only `mount`, blocking (in blocking
+    /// `mode`) only inside `scope_pid`'s process tree.
+    pub fn protecting(mode: &str, mount: &Tmpfs, scope_pid: u32, extra: &[&str]) -> Result<Self> {
+        let pid = scope_pid.to_string();
+        let mut args = vec![
+            "--mode",
+            mode,
+            "--rtp-mount",
+            mount.arg(),
+            "--blocking-scope-pid",
+            &pid,
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
+    /// Real-time protection's health; callable from sync and async tests alike.
+    pub fn rtp_health(&self) -> proto::RealTimeProtection {
+        health_blocking(&self.socket)
+            .and_then(|h| h.real_time_protection)
+            .expect("real-time protection health")
     }
 
     pub fn log(&self) -> String {
@@ -275,6 +284,24 @@ fn sweep_dead_test_dirs(base: &Path) {
             let _ = std::fs::remove_dir_all(ent.path());
         }
     }
+}
+
+/// The EICAR test file: every engine must detect it.
+pub const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\n";
+
+/// Health on its own thread and runtime: callers may be inside an async test already.
+pub fn health_blocking(socket: &Path) -> Option<proto::Health> {
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(health(&socket)).ok()
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 pub async fn client(socket: &Path) -> Result<SensorClient<Channel>> {
