@@ -15,7 +15,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use sensor::proto::{self, sensor_client::SensorClient};
-use sensor_tests::{Daemon, TempDir, as_nobody, sensor_bin};
+use sensor_tests::{Daemon, TempDir, as_nobody, nobody_uid, sensor_bin};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// A certificate authority made for one test, and the PEM files it signs.
@@ -263,11 +263,7 @@ fn socket_in_a_directory_others_can_write_is_refused() {
     // A directory of another user is refused too: they could swap the socket for theirs.
     let theirs = dir.path().join("theirs");
     std::fs::create_dir(&theirs).unwrap();
-    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
-    let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let uid = nobody_uid();
     std::os::unix::fs::chown(&theirs, Some(uid), None).unwrap();
     let out = refused(&["--socket", theirs.join("s.sock").to_str().unwrap()]);
     assert!(stderr(&out).contains("belongs to uid"), "{}", stderr(&out));

@@ -12,7 +12,9 @@ use std::{
 };
 
 use sensor::proto;
-use sensor_tests::{Daemon, TempDir, as_nobody, client, health, sensor_bin, shared_daemon};
+use sensor_tests::{
+    Daemon, TempDir, as_nobody, client, health, nobody_uid, sensor_bin, shared_daemon,
+};
 
 /// What every error a person sees must be: one line, `sensor: ...`, no panic, no
 /// backtrace, no transport or gRPC debug dump.
@@ -389,11 +391,7 @@ fn a_socket_planted_by_another_user_is_not_trusted() {
     let socket = theirs.join("sensor.sock");
     // Listens but never answers: a client that trusts it hangs or gets forged answers.
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
-    let uid: u32 = String::from_utf8_lossy(&nobody.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let uid = nobody_uid();
     std::os::unix::fs::chown(&theirs, Some(uid), None).unwrap();
     std::os::unix::fs::chown(&socket, Some(uid), None).unwrap();
     let mut child = Command::new(sensor_bin())

@@ -483,6 +483,12 @@ pub fn load_bpf(name: &[u8]) -> i64 {
     fd
 }
 
+/// The uid of `nobody`, as this machine's account database has it.
+pub fn nobody_uid() -> u32 {
+    let out = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
 /// A command that runs `program` as the unprivileged user `nobody` (group `nogroup`, no
 /// supplementary groups): the local attacker of the threat model.
 pub fn as_nobody(program: &str) -> Command {
