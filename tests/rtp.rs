@@ -46,7 +46,7 @@ fn install_definitions(d: &Daemon, files: &[(&str, String)]) -> TempDir {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    sensor::scan::sha256_hex(data)
+    sensor::antimalware::scan::sha256_hex(data)
 }
 
 #[tokio::test(flavor = "multi_thread")]

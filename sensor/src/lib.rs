@@ -1,38 +1,27 @@
 //! The sensor daemon and its command-line client.
 //!
-//! The daemon's pipeline, in the order data flows (see [`daemon`]):
-//! capture ([`probes`], [`capture`], [`decode`]) -> enrich ([`process_table`], [`enrich`])
-//! -> detect ([`detect`]) -> act ([`act`]) -> publish ([`publish`], [`grpc`]).
+//! The daemon's pipeline, in the order data flows (see [`daemon`] for the wiring):
+//! capture ([`kernel`] programs, [`pipeline::capture`], [`decode`]) -> enrich ([`enrich`])
+//! -> detect ([`detect`]) -> act ([`pipeline::act`]) -> publish ([`pipeline::publish`],
+//! served by [`api`]).
 //!
-//! Beside it, antimalware ([`antimalware`]): the scan engine ([`scan`]), real-time
-//! protection over fanotify ([`rtp`]), on-demand scans ([`ondemand`]), and what is done
-//! with threats ([`threats`], [`quarantine`], [`exclusions`]). Threats join the pipeline
-//! as detections before publish.
+//! Beside it, [`antimalware`]: the scan engine, real-time protection over fanotify,
+//! on-demand scans, and what is done with threats (quarantine, history, exclusions).
+//! Threats join the pipeline as detections before publish, through
+//! [`pipeline::input`], the one module both sides share.
 
-pub mod act;
 pub mod antimalware;
+pub mod api;
 pub mod btf;
-pub mod capture;
 pub mod cli;
 pub mod daemon;
 pub mod decode;
 pub mod detect;
 pub mod enrich;
-pub mod exclusions;
-pub mod grpc;
-pub mod health;
-pub mod listen;
-pub mod ondemand;
-pub mod paths;
+pub mod pipeline;
 pub mod probes;
-pub mod process_table;
-pub mod publish;
-pub mod quarantine;
-pub mod rtp;
 pub mod safe_fs;
-pub mod scan;
 pub mod scope;
-pub mod threats;
 
 /// Generated from `proto/sensor/v1/sensor.proto`.
 pub mod proto {

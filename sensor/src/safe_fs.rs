@@ -5,7 +5,7 @@
 //! its content) when it refuses.
 
 use std::{
-    fs::File,
+    fs::{self, File},
     io::Read,
     os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::Path,
@@ -83,6 +83,34 @@ fn not_regular(m: &std::fs::Metadata) -> &'static str {
     } else {
         "not a regular file"
     }
+}
+
+/// Refuses `path` (described as `what`) unless it belongs to the daemon's user and no
+/// group or other user can write it.
+pub fn owned_and_not_shared(path: &Path, m: &fs::Metadata, what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me {
+        bail!(
+            "{what} {} belongs to uid {}, not to the daemon's user (uid {me})",
+            path.display(),
+            m.uid()
+        );
+    }
+    if writable_by_others(m) {
+        bail!(
+            "{what} {} is writable by others (mode {:04o}); refusing to use it",
+            path.display(),
+            m.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// Group root's members are root's own; any other group or user that can write a
+/// directory could swap what is in it.
+pub fn writable_by_others(m: &fs::Metadata) -> bool {
+    m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0)
 }
 
 #[cfg(test)]

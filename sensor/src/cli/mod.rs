@@ -102,10 +102,10 @@ pub async fn channel(socket: &Path) -> Result<Channel> {
 }
 
 /// Refuses a socket another user could have planted (see
-/// [`crate::listen::check_daemon_socket`]). One that cannot be looked at, missing or in
+/// [`crate::api::socket::check_daemon_socket`]). One that cannot be looked at, missing or in
 /// root's private directory, is left to the dial, whose error gives the advice that fits.
 fn trust_socket(socket: &Path) -> Result<()> {
-    let Err(e) = crate::listen::check_daemon_socket(socket) else {
+    let Err(e) = crate::api::socket::check_daemon_socket(socket) else {
         return Ok(());
     };
     let unseen = e

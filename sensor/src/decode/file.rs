@@ -5,8 +5,9 @@ use sensor_common::{
     syscalls,
 };
 
+use super::paths;
 use super::{DecodeError, read_record, text};
-use crate::{paths, proto};
+use crate::proto;
 
 pub fn decode(
     bytes: &[u8],

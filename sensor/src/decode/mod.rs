@@ -8,6 +8,7 @@
 
 mod file;
 mod net;
+pub(crate) mod paths;
 pub(crate) mod process;
 mod security;
 
@@ -112,7 +113,7 @@ pub(crate) fn text(buf: &[u8], len: u32) -> String {
 /// Decoding state that outlives one record.
 #[derive(Default)]
 pub struct Decoder {
-    open_files: crate::paths::OpenFiles,
+    open_files: paths::OpenFiles,
 }
 
 impl Decoder {
@@ -124,13 +125,10 @@ impl Decoder {
 /// Decodes one record with no state carried over (fd-only file calls get their path from
 /// `/proc` alone).
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    decode_with(bytes, &mut crate::paths::OpenFiles::default())
+    decode_with(bytes, &mut paths::OpenFiles::default())
 }
 
-fn decode_with(
-    bytes: &[u8],
-    open_files: &mut crate::paths::OpenFiles,
-) -> Result<Decoded, DecodeError> {
+fn decode_with(bytes: &[u8], open_files: &mut paths::OpenFiles) -> Result<Decoded, DecodeError> {
     let raw: EventHeader = read_record(bytes, 0)?;
     let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
     if raw.size as usize != bytes.len() {

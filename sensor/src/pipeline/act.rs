@@ -18,8 +18,8 @@ use aya::maps::{HashMap, MapData};
 
 use crate::{
     detect::drop_exec::dropped_path,
+    enrich::process_table::{ProcessKey, ProcessTable},
     probes::ExecDenial,
-    process_table::{ProcessKey, ProcessTable},
     proto,
     scope::BlockingScope,
 };

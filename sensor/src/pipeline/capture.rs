@@ -13,14 +13,14 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc::SyncSender,
     },
     thread::JoinHandle,
 };
 
 use aya::maps::{MapData, RingBuf};
 
-use crate::{daemon::Input, decode::Decoder, health::Stats};
+use super::{input::RecordSender, stats::Stats};
+use crate::decode::Decoder;
 
 /// Poll period: the upper bound this stage adds to event latency.
 pub const POLL_MS: i32 = 10;
@@ -29,7 +29,7 @@ const BATCH: usize = 256;
 
 pub fn spawn(
     mut ring: RingBuf<MapData>,
-    out: SyncSender<Input>,
+    out: RecordSender,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -61,12 +61,12 @@ pub fn spawn(
                     drop(item);
                     if batch.len() == BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                        if out.send(Input::Records(full)).is_err() {
+                        if out.send(full).is_err() {
                             return;
                         }
                     }
                 }
-                if !batch.is_empty() && out.send(Input::Records(batch)).is_err() {
+                if !batch.is_empty() && out.send(batch).is_err() {
                     return;
                 }
             }

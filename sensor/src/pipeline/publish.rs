@@ -2,8 +2,8 @@
 //!
 //! Hands out the sensor-wide sequence numbers, keeps the most recent ones for
 //! clients that ask for a backlog, and fans events out to stream subscribers over a
-//! broadcast channel. A subscriber that falls behind loses the oldest events; the gRPC
-//! layer counts and reports that loss.
+//! broadcast channel. A subscriber that falls behind loses the oldest events; its
+//! subscription ([`super::stream`]) counts and reports that loss.
 
 use std::{
     collections::VecDeque,
@@ -12,7 +12,8 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use crate::{health::Stats, proto};
+use super::stats::Stats;
+use crate::proto;
 
 /// Events kept for backlog requests.
 pub const RECENT: usize = 1024;

@@ -1,110 +1,53 @@
 //! The gRPC service `sensor.v1.Sensor` (tonic), on a root-only unix socket and optionally
 //! on TCP, with server reflection so generic clients (grpcurl, grpcio) can discover it.
 
-use std::{
-    collections::HashSet,
-    path::PathBuf,
-    pin::Pin,
-    sync::{Arc, atomic::Ordering},
-};
+use std::{path::PathBuf, pin::Pin, sync::Arc};
 
 use anyhow::{Context, Result};
-use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{
     Request, Response, Status,
     transport::{Server, ServerTlsConfig, server::TcpIncoming},
 };
 
-use crate::{
+use super::{
+    errors::{bounded, status},
     health::HealthSource,
+};
+use crate::{
+    antimalware::Antimalware,
+    detect::DetectionStore,
+    pipeline::{
+        publish::Feed,
+        stream::{Filter, Subscription, UnknownKind},
+    },
     proto::{self, sensor_server::SensorServer},
-    publish::Feed,
 };
 
 pub struct SensorService {
     pub feed: Feed,
     pub health: Arc<HealthSource>,
-    pub detections: crate::detect::DetectionStore,
-    pub av: Arc<crate::antimalware::Antimalware>,
+    pub detections: DetectionStore,
+    pub av: Arc<Antimalware>,
     /// Ends open streams when the daemon stops, so shutdown does not wait on clients.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-}
-
-/// Which events a subscriber asked for.
-struct Filter {
-    kinds: HashSet<String>,
-    pids: HashSet<u32>,
-    descendants: bool,
-}
-
-impl Filter {
-    fn from_request(r: &proto::StreamEventsRequest) -> Result<Self, Status> {
-        for k in &r.kinds {
-            if k != "stream_gap"
-                && k != "detection"
-                && sensor_common::EventKind::from_name(k).is_none()
-            {
-                return Err(Status::invalid_argument(format!(
-                    "unknown event kind {:?}",
-                    bounded(k, 64)
-                )));
-            }
-        }
-        Ok(Self {
-            kinds: r.kinds.iter().cloned().collect(),
-            pids: r.pids.iter().copied().collect(),
-            descendants: r.include_descendants,
-        })
-    }
-
-    fn matches(&self, e: &proto::Event) -> bool {
-        if !self.kinds.is_empty() && !self.kinds.contains(&e.kind) {
-            return false;
-        }
-        if self.pids.is_empty() {
-            return true;
-        }
-        let Some(p) = &e.process else { return false };
-        self.pids.contains(&p.pid)
-            || (self.descendants
-                && (self.pids.contains(&p.ppid)
-                    || p.ancestors.iter().any(|a| self.pids.contains(&a.pid))))
-    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::Event, Status>> + Send>>;
 type ScanStream = Pin<Box<dyn Stream<Item = Result<proto::ScanProgress, Status>> + Send>>;
 
-/// Runs blocking daemon work (disk, scans) off the async threads; errors become
-/// FAILED_PRECONDITION with the context chain, bounded (see [`failed`]).
+/// Runs blocking daemon work (disk, scans) off the async threads; errors go out with the
+/// status their kind calls for (see [`status`]).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> Result<Response<T>, Status> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(Response::new(v)),
-        Ok(Err(e)) => Err(failed(&e)),
+        Ok(Err(e)) => Err(status(&e)),
         Err(_) => Err(Status::internal(
             "the daemon failed while handling this request",
         )),
-    }
-}
-
-/// The most of an error's text the daemon sends back. Errors may quote what the client
-/// sent (an id, a path); a message of unbounded length would come back in a header the
-/// client refuses, and the client would see a protocol error instead of the reason.
-const MAX_STATUS_CHARS: usize = 1024;
-
-/// An error as FAILED_PRECONDITION, its text bounded to [`MAX_STATUS_CHARS`].
-fn failed(e: &anyhow::Error) -> Status {
-    Status::failed_precondition(bounded(&format!("{e:#}"), MAX_STATUS_CHARS))
-}
-
-/// `s` cut to `max` characters, marked as cut.
-fn bounded(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((end, _)) => format!("{}... ({} bytes in all)", &s[..end], s.len()),
-        None => s.to_string(),
     }
 }
 
@@ -270,7 +213,7 @@ impl proto::sensor_server::Sensor for SensorService {
         });
         match ready_rx.await {
             Ok(Ok(())) => Ok(Response::new(Box::pin(ReceiverStream::new(rx)))),
-            Ok(Err(e)) => Err(failed(&e)),
+            Ok(Err(e)) => Err(status(&e)),
             Err(_) => Err(Status::internal("scan ended without reporting")),
         }
     }
@@ -289,65 +232,20 @@ impl proto::sensor_server::Sensor for SensorService {
         request: Request<proto::StreamEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let req = request.into_inner();
-        let filter = Filter::from_request(&req)?;
-        // Subscribe before reading the backlog so nothing falls between the two.
-        let mut live = self.feed.live.subscribe();
-        let backlog: Vec<Arc<proto::Event>> = {
-            let recent = self.feed.recent.lock().unwrap();
-            let mut v: Vec<_> = recent
-                .iter()
-                .rev()
-                .filter(|e| filter.matches(e))
-                .take(req.backlog as usize)
-                .cloned()
-                .collect();
-            v.reverse();
-            v
+        let filter = Filter::new(&req.kinds, &req.pids, req.include_descendants).map_err(
+            |UnknownKind(k)| {
+                Status::invalid_argument(format!("unknown event kind {:?}", bounded(&k, 64)))
+            },
+        )?;
+        let sub = Subscription {
+            filter,
+            backlog: req.backlog as usize,
+            snapshot_only: req.snapshot_only,
         };
-        let stats = self.health.stats.clone();
-        let (tx, rx) = mpsc::channel(1024);
-        stats.subscribers.fetch_add(1, Ordering::Relaxed);
-        let snapshot_only = req.snapshot_only;
-        let mut shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let mut last_seq = 0;
-            for e in backlog {
-                last_seq = e.seq;
-                if tx.send(Ok((*e).clone())).await.is_err() {
-                    break;
-                }
-            }
-            while !snapshot_only && !shutdown_seen(&shutdown) {
-                let next = tokio::select! {
-                    r = live.recv() => r,
-                    _ = shutdown.wait_for(|stop| *stop) => break,
-                };
-                match next {
-                    Ok(e) => {
-                        if e.seq <= last_seq || !filter.matches(&e) {
-                            continue;
-                        }
-                        if tx.send(Ok((*e).clone())).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => {
-                        stats.stream_dropped.fetch_add(n, Ordering::Relaxed);
-                        let gap = proto::Event {
-                            kind: "stream_gap".into(),
-                            gap: Some(proto::StreamGap { missed: n }),
-                            ..Default::default()
-                        };
-                        if tx.send(Ok(gap)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
-                }
-            }
-            stats.subscribers.fetch_sub(1, Ordering::Relaxed);
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let events = self
+            .feed
+            .subscribe(sub, self.health.stats.clone(), self.shutdown.clone());
+        Ok(Response::new(Box::pin(ReceiverStream::new(events).map(Ok))))
     }
 
     async fn list_detections(
@@ -370,19 +268,8 @@ impl proto::sensor_server::Sensor for SensorService {
         &self,
         _: Request<proto::GetHealthRequest>,
     ) -> Result<Response<proto::Health>, Status> {
-        let mut h = self.health.snapshot();
-        h.real_time_protection = Some(self.av.rtp_health());
-        h.definitions = Some(self.av.definitions());
-        if let Some(e) = &self.av.handler.exclusions.load_error {
-            h.issues
-                .push(format!("exclusions: {}", bounded(e, MAX_STATUS_CHARS)));
-        }
-        Ok(Response::new(h))
+        Ok(Response::new(self.health.snapshot()))
     }
-}
-
-fn shutdown_seen(rx: &tokio::sync::watch::Receiver<bool>) -> bool {
-    *rx.borrow()
 }
 
 pub async fn serve(
@@ -427,8 +314,8 @@ mod tests {
     use super::*;
 
     /// Detections big enough that all of them would not fit one 4 MiB message.
-    fn big_detections(n: u64) -> crate::detect::DetectionStore {
-        let store = crate::detect::DetectionStore::default();
+    fn big_detections(n: u64) -> DetectionStore {
+        let store = DetectionStore::default();
         for seq in 1..=n {
             store.push(Arc::new(proto::Event {
                 seq,
@@ -444,7 +331,7 @@ mod tests {
     }
 
     /// What a client gets by following the detections' page tokens from the start.
-    fn every_detection_page(store: &crate::detect::DetectionStore) -> Vec<Vec<proto::Event>> {
+    fn every_detection_page(store: &DetectionStore) -> Vec<Vec<proto::Event>> {
         let mut pages = Vec::new();
         let mut token = String::new();
         loop {
@@ -492,17 +379,5 @@ mod tests {
         let (p, next) = page::<proto::Threat>(&[], 0, 0);
         assert_eq!((p.len(), next), (0, None));
         assert!(page_offset("x").is_err());
-    }
-
-    #[test]
-    fn errors_sent_back_are_bounded() {
-        let e = anyhow::anyhow!("bad quarantine id {:?}", "z".repeat(17_000));
-        let s = failed(&e);
-        assert!(
-            s.message().len() < MAX_STATUS_CHARS + 64,
-            "{}",
-            s.message().len()
-        );
-        assert!(s.message().starts_with("bad quarantine id"));
     }
 }

@@ -1,78 +1,34 @@
-//! Health: what the daemon is doing and what it failed to do.
-//!
-//! Pipeline stages count into [`Stats`] with relaxed atomics (cheap on the hot path);
-//! [`HealthSource::snapshot`] assembles them with the kernel's own counters and the
-//! program statuses into the `GetHealth` answer.
+//! Health: what the daemon is doing and what it failed to do, assembled in one place
+//! from the pipeline's counters, the kernel's own counters and program statuses, and the
+//! antimalware side's state.
 
 use std::{
     collections::HashSet,
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Instant,
 };
 
-use sensor_common::{EventKind, KIND_SLOTS};
+use sensor_common::EventKind;
 
-use crate::{decode::DecodeError, probes::KernelCounters, process_table::TableStats, proto};
-
-pub struct Stats {
-    received: [AtomicU64; KIND_SLOTS],
-    pub decode_errors: AtomicU64,
-    pub published: AtomicU64,
-    pub stream_dropped: AtomicU64,
-    pub subscribers: AtomicU64,
-    pub table: Mutex<TableStats>,
-    pub hash_cache_size: AtomicU64,
-    pub hashes_computed: AtomicU64,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Self {
-            received: std::array::from_fn(|_| AtomicU64::new(0)),
-            decode_errors: AtomicU64::new(0),
-            published: AtomicU64::new(0),
-            stream_dropped: AtomicU64::new(0),
-            subscribers: AtomicU64::new(0),
-            table: Mutex::default(),
-            hash_cache_size: AtomicU64::new(0),
-            hashes_computed: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Stats {
-    pub fn received(&self, kind: EventKind) {
-        if let Some(c) = self.received.get(kind as usize) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn received_count(&self, kind: EventKind) -> u64 {
-        self.received
-            .get(kind as usize)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    }
-
-    pub fn decode_error(&self, e: &DecodeError) {
-        // Logged at debug only: a flood of garbage must not become a flood of logs.
-        log::debug!("skipping record: {e}");
-        self.decode_errors.fetch_add(1, Ordering::Relaxed);
-    }
-}
+use super::errors::{MAX_STATUS_CHARS, bounded};
+use crate::{
+    antimalware::Antimalware,
+    pipeline::stats::Stats,
+    probes::{ExecDenial, KernelCounters},
+    proto,
+};
 
 pub struct HealthSource {
-    pub stats: std::sync::Arc<Stats>,
+    pub stats: Arc<Stats>,
     pub counters: Mutex<KernelCounters>,
     pub programs: Vec<proto::ProgramStatus>,
     pub enabled: HashSet<EventKind>,
     pub mode: String,
     pub prevention: String,
-    pub exec_denial: crate::probes::ExecDenial,
+    pub exec_denial: ExecDenial,
     pub detection: proto::DetectionInfo,
     pub started: Instant,
+    pub av: Arc<Antimalware>,
 }
 
 impl HealthSource {
@@ -122,10 +78,18 @@ impl HealthSource {
                 prevention: self.prevention.clone(),
             }),
             detection: Some(self.detection.clone()),
-            // Filled in by the gRPC layer, which holds the antimalware side.
-            real_time_protection: None,
-            definitions: None,
-            issues: Vec::new(),
+            real_time_protection: Some(self.av.rtp_health()),
+            definitions: Some(self.av.definitions()),
+            issues: self.issues(),
         }
+    }
+
+    /// What is wrong but did not stop the daemon, one line each.
+    fn issues(&self) -> Vec<String> {
+        let exclusions = self.av.handler.exclusions.load_error.as_ref();
+        exclusions
+            .map(|e| format!("exclusions: {}", bounded(e, MAX_STATUS_CHARS)))
+            .into_iter()
+            .collect()
     }
 }
