@@ -12,14 +12,13 @@
 
 pub mod antimalware;
 pub mod api;
-pub mod btf;
 pub mod cli;
 pub mod daemon;
 pub mod decode;
 pub mod detect;
 pub mod enrich;
+pub mod kernel;
 pub mod pipeline;
-pub mod probes;
 pub mod safe_fs;
 pub mod scope;
 

@@ -13,8 +13,8 @@ use sensor_common::EventKind;
 use super::errors::{MAX_STATUS_CHARS, bounded};
 use crate::{
     antimalware::Antimalware,
+    kernel::probes::{ExecDenial, KernelCounters},
     pipeline::stats::Stats,
-    probes::{ExecDenial, KernelCounters},
     proto,
 };
 

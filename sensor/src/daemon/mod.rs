@@ -35,8 +35,8 @@ use crate::{
     api::{self, health::HealthSource, service::SensorService},
     detect::{DetectionEngine, DetectionStore, all_rules, sigma::SigmaRules},
     enrich::{Enricher, HashCache, process_table::ProcessTable},
+    kernel::probes::{ProbeConfig, Probes},
     pipeline::{self, Stages, act::Responder, capture, input, publish::Feed, publish::Publisher},
-    probes::{ProbeConfig, Probes},
     proto,
     scope::BlockingScope,
 };
@@ -73,7 +73,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         disabled: cfg.disabled.clone(),
         ignored_tgids: vec![std::process::id()],
         protected_tgids: std::iter::once(std::process::id())
-            .chain(crate::probes::pids_named("auditd"))
+            .chain(crate::kernel::probes::pids_named("auditd"))
             .collect(),
     })?;
     let Probes {
@@ -185,7 +185,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     drop(health);
     drop(state);
     let mut ebpf = ebpf;
-    crate::probes::detach_all(&mut ebpf);
+    crate::kernel::probes::detach_all(&mut ebpf);
     drop(ebpf);
     Ok(())
 }

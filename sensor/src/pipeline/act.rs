@@ -19,7 +19,7 @@ use aya::maps::{HashMap, MapData};
 use crate::{
     detect::drop_exec::dropped_path,
     enrich::process_table::{ProcessKey, ProcessTable},
-    probes::ExecDenial,
+    kernel::probes::ExecDenial,
     proto,
     scope::BlockingScope,
 };

@@ -15,7 +15,8 @@ use aya::{
 };
 use sensor_common::{EventKind, KIND_SLOTS, KernelOffsets, SENSITIVE_NAME_LEN, syscalls};
 
-use crate::{btf, proto};
+use super::btf;
+use crate::proto;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("SENSOR_BPF_OBJECT"));
 

@@ -1,0 +1,6 @@
+//! The kernel side, seen from userspace: loading and attaching the eBPF programs with
+//! the settings they read ([`probes`]), and the struct offsets they need, read from the
+//! running kernel's BTF ([`btf`]).
+
+pub mod btf;
+pub mod probes;
