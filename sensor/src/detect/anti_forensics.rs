@@ -3,7 +3,9 @@
 //! binaries set to chosen values (`touch -r`, `touch -d`: timestomping). Log rotation
 //! tools and package managers are allowed.
 
-use super::{Detector, Finding, Rule, base_name, is_package_manager};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, base_name, is_package_manager};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -12,6 +14,7 @@ pub const RULE: Rule = Rule {
     description: "Logs or shell history were truncated, deleted or redirected to /dev/null.",
     severity: "medium",
     mitre: &["T1070.002", "T1070.003"],
+    response: Response::Report,
 };
 
 /// Log rotation (and package management): they delete logs and set file times as their job.
@@ -60,28 +63,29 @@ impl Detector for AntiForensics {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let (Some(f), Some(p)) = (&e.file, &e.process) else {
             return;
         };
-        let (path, how) = match e.kind.as_str() {
-            "file_unlink" => (&f.path, "deleted"),
-            "file_truncate" => (&f.path, "truncated"),
-            "file_write" | "file_create" if f.flags & O_TRUNC != 0 => (&f.path, "truncated"),
-            "file_symlink" if f.path == "/dev/null" => (&f.new_path, "linked to /dev/null"),
-            "file_times" if f.explicit_times => (&f.path, "timestamps set"),
+        let Some(kind) = kind else { return };
+        let (path, how) = match kind {
+            EventKind::FileUnlink => (&f.path, "deleted"),
+            EventKind::FileTruncate => (&f.path, "truncated"),
+            EventKind::FileWrite | EventKind::FileCreate if f.flags & O_TRUNC != 0 => {
+                (&f.path, "truncated")
+            }
+            EventKind::FileSymlink if f.path == "/dev/null" => (&f.new_path, "linked to /dev/null"),
+            EventKind::FileTimes if f.explicit_times => (&f.path, "timestamps set"),
             _ => return,
         };
-        let Some(kind) = what(path) else { return };
+        let Some(target) = what(path) else { return };
         // Deleting or truncating binaries is an upgrade's job; their times are the signal.
-        if kind == "system binary" && e.kind != "file_times" {
-            return;
-        }
-        if kind != "system binary" && e.kind == "file_times" {
+        let times = kind == EventKind::FileTimes;
+        if (target == "system binary") != times {
             return;
         }
         // A new file "truncated" on creation has nothing to hide.
-        if e.kind == "file_create"
+        if kind == EventKind::FileCreate
             || ROTATORS.contains(&base_name(&p.exe))
             || is_package_manager(&p.exe)
         {
@@ -93,7 +97,7 @@ impl Detector for AntiForensics {
             evidence: vec![e.seq],
             details: vec![
                 ("path", path.clone()),
-                ("target", kind.into()),
+                ("target", target.into()),
                 ("how", how.into()),
             ],
         });

@@ -2,7 +2,9 @@
 //! process outside the tools that need them (account tools, sshd, ssh clients, PAM,
 //! debconf).
 
-use super::{Detector, Finding, Rule, base_name};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, base_name};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -11,6 +13,7 @@ pub const RULE: Rule = Rule {
     description: "A password hash file or an SSH private key was read by an unexpected process.",
     severity: "high",
     mitre: &["T1003.008", "T1552.004"],
+    response: Response::Report,
 };
 
 const ALLOWED: &[&str] = &[
@@ -78,8 +81,8 @@ impl Detector for Credential {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
-        if e.kind != "file_read" {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
+        if kind != Some(EventKind::FileRead) {
             return;
         }
         let (Some(f), Some(p)) = (&e.file, &e.process) else {

@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 
-use super::{Detector, Finding, Rule, base_name, is_shell};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, base_name, is_shell};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -16,6 +18,7 @@ pub const RULE: Rule = Rule {
     description: "A script fetched from the network was fed straight into a shell.",
     severity: "high",
     mitre: &["T1105", "T1059.004"],
+    response: Response::Report,
 };
 
 const DOWNLOADERS: &[&str] = &["curl", "wget", "fetch", "aria2c"];
@@ -87,8 +90,8 @@ impl Detector for DownloadExec {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
-        if e.kind != "process_exec" {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
+        if kind != Some(EventKind::ProcessExec) {
             return;
         }
         let Some(p) = &e.process else { return };

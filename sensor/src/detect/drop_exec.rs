@@ -4,7 +4,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use super::{Detector, Finding, Rule};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -13,6 +15,7 @@ pub const RULE: Rule = Rule {
     description: "A file written or made executable in a world-writable directory was executed soon after.",
     severity: "high",
     mitre: &["T1105", "T1204.002"],
+    response: Response::Stop,
 };
 
 const WORLD_WRITABLE: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
@@ -55,11 +58,18 @@ impl DropExec {
 /// The file `e` drops into a world-writable directory: written, created, made executable,
 /// renamed or linked there. Shared with blocking mode, which arms the kernel with it.
 pub fn dropped_path(e: &proto::Event) -> Option<&str> {
+    // File events only: no kind to parse for the rest of the stream.
+    e.file.as_ref()?;
+    dropped(EventKind::from_name(&e.kind)?, e)
+}
+
+/// [`dropped_path`] for an event whose kind is already parsed.
+fn dropped(kind: EventKind, e: &proto::Event) -> Option<&str> {
     let f = e.file.as_ref()?;
-    let path = match e.kind.as_str() {
-        "file_create" | "file_write" => &f.path,
-        "file_chmod" if f.mode & 0o111 != 0 => &f.path,
-        "file_rename" | "file_link" => &f.new_path,
+    let path = match kind {
+        EventKind::FileCreate | EventKind::FileWrite => &f.path,
+        EventKind::FileChmod if f.mode & 0o111 != 0 => &f.path,
+        EventKind::FileRename | EventKind::FileLink => &f.new_path,
         _ => return None,
     };
     WORLD_WRITABLE
@@ -73,8 +83,8 @@ impl Detector for DropExec {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
-        if let Some(path) = dropped_path(e) {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
+        if let Some(path) = kind.and_then(|k| dropped(k, e)) {
             self.remember(path, e.seq, e.timestamp_ns);
             return;
         }

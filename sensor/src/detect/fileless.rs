@@ -2,7 +2,9 @@
 //! before it ran, or from /dev/shm. The kernel reports the executable's link count, so a
 //! deleted or anonymous image is known at exec time, without racing the file system.
 
-use super::{Detector, Finding, Rule};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -11,6 +13,7 @@ pub const RULE: Rule = Rule {
     description: "A program was executed from memory (memfd), from a deleted file or from /dev/shm.",
     severity: "high",
     mitre: &["T1620", "T1027.011"],
+    response: Response::Stop,
 };
 
 pub struct Fileless;
@@ -20,7 +23,7 @@ impl Detector for Fileless {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, _kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let (Some(x), Some(p)) = (&e.exec, &e.process) else {
             return;
         };

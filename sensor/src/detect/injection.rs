@@ -3,7 +3,9 @@
 //! SNS-0015 anti-debugging (PTRACE_TRACEME). Debuggers a team uses on purpose go in the
 //! allowlist; gdb, strace and ltrace are allowed by default for SNS-0006.
 
-use super::{Detector, Finding, Rule, base_name};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, base_name};
 use crate::proto;
 
 pub const INJECTION: Rule = Rule {
@@ -12,6 +14,7 @@ pub const INJECTION: Rule = Rule {
     description: "A process attached to or wrote into the memory or registers of another process.",
     severity: "high",
     mitre: &["T1055.008"],
+    response: Response::Report,
 };
 
 pub const TRACEME: Rule = Rule {
@@ -20,6 +23,7 @@ pub const TRACEME: Rule = Rule {
     description: "A process asked to be traced by its parent (PTRACE_TRACEME), a common anti-debugging trick.",
     severity: "low",
     mitre: &["T1622"],
+    response: Response::Report,
 };
 
 const DEBUGGERS: [&str; 3] = ["gdb", "strace", "ltrace"];
@@ -31,8 +35,8 @@ impl Detector for Injection {
         &[&INJECTION, &TRACEME]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
-        if let (Some(f), Some(p), "file_write") = (&e.file, &e.process, e.kind.as_str()) {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
+        if let (Some(f), Some(p), Some(EventKind::FileWrite)) = (&e.file, &e.process, kind) {
             let target = proc_mem_target(&f.path);
             if let Some(target) = target.filter(|t| *t != p.pid)
                 && !DEBUGGERS.contains(&base_name(&p.exe))

@@ -2,7 +2,9 @@
 //! Module loads are reported even when they fail (the attempt is the signal); BPF loads
 //! by processes outside the allowlist (configuration) are reported.
 
-use super::{Detector, Finding, Rule};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule};
 use crate::proto;
 
 pub const MODULE: Rule = Rule {
@@ -11,6 +13,7 @@ pub const MODULE: Rule = Rule {
     description: "A process loaded, or tried to load, a kernel module.",
     severity: "medium",
     mitre: &["T1547.006"],
+    response: Response::Report,
 };
 
 pub const BPF: Rule = Rule {
@@ -19,6 +22,7 @@ pub const BPF: Rule = Rule {
     description: "A process outside the allowlist loaded a BPF program into the kernel.",
     severity: "medium",
     mitre: &["T1014"],
+    response: Response::Report,
 };
 
 pub struct KernelLoad;
@@ -28,7 +32,7 @@ impl Detector for KernelLoad {
         &[&MODULE, &BPF]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, _kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let Some(p) = &e.process else { return };
         if let Some(m) = &e.module {
             let result = if m.at_entry {

@@ -1,7 +1,9 @@
 //! SNS-0012 crypto miner: miner command lines (stratum URLs, xmrig-style options, known
 //! miner binaries) or connections to common mining-pool ports.
 
-use super::{Detector, Finding, Rule, base_name};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, base_name};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -10,6 +12,7 @@ pub const RULE: Rule = Rule {
     description: "A process looks like a cryptocurrency miner (command line or mining-pool connection).",
     severity: "high",
     mitre: &["T1496"],
+    response: Response::Stop,
 };
 
 const MINERS: &[&str] = &[
@@ -59,14 +62,13 @@ impl Detector for Miner {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let Some(p) = &e.process else { return };
-        let why = match (e.kind.as_str(), &e.net) {
-            ("process_exec", _) => miner_cmdline(&p.exe, &p.args).map(str::to_string),
-            ("net_connect", Some(n)) if POOL_PORTS.contains(&n.dst_port) => Some(format!(
-                "connection to pool port {}:{}",
-                n.dst_addr, n.dst_port
-            )),
+        let why = match (kind, &e.net) {
+            (Some(EventKind::ProcessExec), _) => miner_cmdline(&p.exe, &p.args).map(str::to_string),
+            (Some(EventKind::NetConnect), Some(n)) if POOL_PORTS.contains(&n.dst_port) => Some(
+                format!("connection to pool port {}:{}", n.dst_addr, n.dst_port),
+            ),
             _ => None,
         };
         if let Some(why) = why {

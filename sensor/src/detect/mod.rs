@@ -6,6 +6,12 @@
 //! names the offending process and the sequence numbers of the evidence, and is kept in a
 //! bounded store for `sensor detections list`.
 //!
+//! A detection is written once: its module holds the detector and its [`Rule`] (id,
+//! title, severity, techniques, and what blocking mode does about it), and one line in
+//! [`detectors`] puts it in service. The engine parses each event's kind once and hands
+//! detectors the typed [`EventKind`], so a misspelt kind fails the build instead of
+//! silently never matching.
+//!
 //! Configuration ([`DetectConfig`]) disables detections by id and adds allowlists (by
 //! executable or by ancestor executable) per detection. Ids match whatever their case
 //! (`sns-0004` is `SNS-0004`): a rule an administrator meant to switch off must not stay on
@@ -33,6 +39,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use sensor_common::EventKind;
 use serde::Deserialize;
 
 use crate::proto;
@@ -44,6 +51,29 @@ pub struct Rule {
     pub description: &'static str,
     pub severity: &'static str,
     pub mitre: &'static [&'static str],
+    /// What blocking mode does when the rule fires.
+    pub response: Response,
+}
+
+/// What blocking mode does about a detection. Passive mode only ever reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Reported; nothing is stopped (the behaviour has legitimate uses, or is over by
+    /// the time it is seen).
+    Report,
+    /// The offending process is stopped: denied or killed at exec by the kernel where
+    /// it already acted, else killed from userspace.
+    Stop,
+    /// As [`Response::Stop`], and the shells the process started are killed too: they
+    /// inherited its sockets and carry on the remote session.
+    StopWithShells,
+}
+
+impl Rule {
+    /// Whether blocking mode stops what this rule detects.
+    pub fn preventable(&self) -> bool {
+        self.response != Response::Report
+    }
 }
 
 /// One occurrence, as a detector reports it.
@@ -55,8 +85,18 @@ pub struct Finding {
 }
 
 pub trait Detector: Send {
+    /// The rules this detector reports.
     fn rules(&self) -> &'static [&'static Rule];
-    fn observe(&mut self, event: &proto::Event, out: &mut Vec<Finding>);
+
+    /// Events in, findings out. `kind` is `event.kind` parsed (`None`: a name this
+    /// build does not know), so detectors compare typed kinds, never strings.
+    fn inspect(&mut self, kind: Option<EventKind>, event: &proto::Event, out: &mut Vec<Finding>);
+
+    /// Events in, findings out, for a caller that has not parsed the kind: the engine
+    /// parses it once per event and calls [`Detector::inspect`] on every detector.
+    fn observe(&mut self, event: &proto::Event, out: &mut Vec<Finding>) {
+        self.inspect(EventKind::from_name(&event.kind), event, out);
+    }
 }
 
 /// Detection settings, read from a JSON file (`sensor daemon --detections-config`).
@@ -163,6 +203,9 @@ fn json_error(e: &serde_json::Error) -> String {
     format!("line {} column {}: {what}", e.line(), e.column())
 }
 
+/// The registry of built-in detections: one line per detector, each reporting the rules
+/// of its module. Everything else (configuration ids, health counts, blocking responses)
+/// is derived from it.
 fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(reverse_shell::ReverseShell::default()),
@@ -186,6 +229,16 @@ pub fn all_rules() -> Vec<&'static Rule> {
         .iter()
         .flat_map(|d| d.rules().iter().copied())
         .collect()
+}
+
+/// The built-in rule with this id (as detections carry it, upper case).
+pub fn rule(id: &str) -> Option<&'static Rule> {
+    static RULES: std::sync::OnceLock<Vec<&'static Rule>> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(all_rules)
+        .iter()
+        .copied()
+        .find(|r| r.id == id)
 }
 
 pub struct DetectionEngine {
@@ -221,8 +274,9 @@ impl DetectionEngine {
     /// their own sequence numbers yet.
     pub fn observe(&mut self, event: &proto::Event) -> Vec<proto::Event> {
         self.findings.clear();
+        let kind = EventKind::from_name(&event.kind);
         for d in &mut self.detectors {
-            d.observe(event, &mut self.findings);
+            d.inspect(kind, event, &mut self.findings);
         }
         let mut out = Vec::new();
         for f in self.findings.drain(..) {
@@ -253,7 +307,7 @@ impl DetectionEngine {
             });
         }
         if let Some(sigma) = &self.sigma {
-            for m in sigma.evaluate(event) {
+            for m in sigma.evaluate_kind(kind, event) {
                 let d = sigma_detection(event, m);
                 let id = d
                     .detection
@@ -427,6 +481,50 @@ mod tests {
             assert!(["informational", "low", "medium", "high"].contains(&r.severity));
             assert!(r.mitre.iter().all(|m| m.starts_with('T')));
         }
+    }
+
+    #[test]
+    fn blocking_stops_what_the_rules_say_and_only_that() {
+        let stopped: Vec<&str> = all_rules()
+            .into_iter()
+            .filter(|r| r.preventable())
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(stopped, ["SNS-0001", "SNS-0002", "SNS-0003", "SNS-0012"]);
+        let shells: Vec<&str> = all_rules()
+            .into_iter()
+            .filter(|r| r.response == Response::StopWithShells)
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(shells, ["SNS-0001"]);
+        assert_eq!(rule("SNS-0007").map(|r| r.title), Some("Credential access"));
+        assert!(rule("41a539bc-60f4-44b3-b68b-437946c8d298").is_none());
+    }
+
+    #[test]
+    fn the_engine_hands_detectors_the_parsed_kind() {
+        let mut engine = DetectionEngine::new(DetectConfig::default());
+        let read = |kind: &str| proto::Event {
+            kind: kind.into(),
+            seq: 7,
+            process: Some(proto::Process {
+                exe: "/usr/bin/cat".into(),
+                ..Default::default()
+            }),
+            file: Some(proto::FileInfo {
+                path: "/etc/shadow".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let found = engine.observe(&read("file_read"));
+        let ids: Vec<&str> = found
+            .iter()
+            .filter_map(|e| e.detection.as_ref())
+            .map(|d| d.id.as_str())
+            .collect();
+        assert_eq!(ids, ["SNS-0007"]);
+        assert!(engine.observe(&read("file_reads")).is_empty());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Package managers and the account tools are allowed by default: they write these files
 //! as their job.
 
-use super::{Detector, Finding, Rule, base_name, is_package_manager};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, base_name, is_package_manager};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -21,6 +23,7 @@ pub const RULE: Rule = Rule {
         "T1574.006",
         "T1136.001",
     ],
+    response: Response::Report,
 };
 
 /// (prefix or exact path, what it is). A trailing '/' means "anything below".
@@ -104,13 +107,21 @@ impl Detector for Persistence {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let (Some(f), Some(p)) = (&e.file, &e.process) else {
             return;
         };
-        let target = match e.kind.as_str() {
-            "file_create" | "file_write" | "file_chmod" | "file_chown" | "file_truncate" => &f.path,
-            "file_rename" | "file_link" | "file_symlink" => &f.new_path,
+        let target = match kind {
+            Some(
+                EventKind::FileCreate
+                | EventKind::FileWrite
+                | EventKind::FileChmod
+                | EventKind::FileChown
+                | EventKind::FileTruncate,
+            ) => &f.path,
+            Some(EventKind::FileRename | EventKind::FileLink | EventKind::FileSymlink) => {
+                &f.new_path
+            }
             _ => return,
         };
         let Some(cat) = category(target) else { return };

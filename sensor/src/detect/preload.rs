@@ -3,7 +3,9 @@
 //! ship with the system for benign reasons (coreutils' stdbuf, allocators, faketime,
 //! eatmydata) are allowed.
 
-use super::{Detector, Finding, Rule};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -12,6 +14,7 @@ pub const RULE: Rule = Rule {
     description: "A process was started with LD_PRELOAD or LD_AUDIT forcing a library into it.",
     severity: "medium",
     mitre: &["T1574.006"],
+    response: Response::Report,
 };
 
 const BENIGN: &[&str] = &[
@@ -30,7 +33,7 @@ impl Detector for Preload {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, _kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let (Some(x), Some(p)) = (&e.exec, &e.process) else {
             return;
         };

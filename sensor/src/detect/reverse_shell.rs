@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 
-use super::{Detector, Finding, Rule, is_shell_or_interpreter, proc_key};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, is_shell_or_interpreter, proc_key};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -18,6 +20,7 @@ pub const RULE: Rule = Rule {
     description: "A shell or interpreter has its standard input and output connected to a network socket.",
     severity: "high",
     mitre: &["T1059.004", "T1071"],
+    response: Response::StopWithShells,
 };
 
 #[derive(Clone, Default)]
@@ -43,10 +46,10 @@ impl Detector for ReverseShell {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let Some(key) = proc_key(e) else { return };
-        match e.kind.as_str() {
-            "fd_dup" => {
+        match kind {
+            Some(EventKind::FdDup) => {
                 let Some(d) = &e.fd_dup else { return };
                 if d.result < 0 || !(0..=2).contains(&d.newfd) {
                     return;
@@ -72,7 +75,7 @@ impl Detector for ReverseShell {
                     st.fds &= !(1 << d.newfd);
                 }
             }
-            "process_fork" => {
+            Some(EventKind::ProcessFork) => {
                 let Some(p) = &e.process else { return };
                 let parent = p.ancestors.first().map(|a| (a.pid, a.start_time));
                 if let Some(st) = parent.and_then(|k| self.procs.get(&k)).cloned()
@@ -88,13 +91,13 @@ impl Detector for ReverseShell {
                 }
                 return;
             }
-            "process_exec" => {
+            Some(EventKind::ProcessExec) => {
                 if let Some(st) = self.procs.get_mut(&key) {
                     st.evidence.push(e.seq);
                     st.reported = false;
                 }
             }
-            "process_exit" => {
+            Some(EventKind::ProcessExit) => {
                 self.procs.remove(&key);
                 return;
             }

@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 
-use super::{Detector, Finding, Rule, base_name, is_shell, proc_key};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, base_name, is_shell, proc_key};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -13,6 +15,7 @@ pub const RULE: Rule = Rule {
     description: "A process serving network connections started a shell or a reconnaissance command.",
     severity: "high",
     mitre: &["T1190", "T1505.003", "T1059.004"],
+    response: Response::Report,
 };
 
 const SERVERS: &[&str] = &[
@@ -55,17 +58,19 @@ impl Detector for ServiceShell {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let Some(key) = proc_key(e) else { return };
-        match e.kind.as_str() {
-            "net_listen" | "net_accept" if self.serving.len() < MAX_SERVERS => {
+        match kind {
+            Some(EventKind::NetListen | EventKind::NetAccept)
+                if self.serving.len() < MAX_SERVERS =>
+            {
                 self.serving.insert(key);
             }
-            "process_exit" => {
+            Some(EventKind::ProcessExit) => {
                 self.serving.remove(&key);
                 self.reported.remove(&key);
             }
-            "process_exec" => {
+            Some(EventKind::ProcessExec) => {
                 let Some(p) = &e.process else { return };
                 if !(is_shell(&p.exe) || is_recon(p)) {
                     return;

@@ -2,7 +2,9 @@
 //! stopped or its rules deleted, SELinux switched to permissive, or a signal sent to the
 //! sensor or auditd (the kernel reports those; probes with signal 0 are not).
 
-use super::{Detector, Finding, Rule, base_name};
+use sensor_common::EventKind;
+
+use super::{Detector, Finding, Response, Rule, base_name};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -11,6 +13,7 @@ pub const RULE: Rule = Rule {
     description: "The firewall, audit subsystem or another security control was disabled or flushed.",
     severity: "high",
     mitre: &["T1562.001", "T1562.004", "T1562.012"],
+    response: Response::Report,
 };
 
 /// What the command does to a security control, if anything.
@@ -47,7 +50,7 @@ impl Detector for Tampering {
         &[&RULE]
     }
 
-    fn observe(&mut self, e: &proto::Event, out: &mut Vec<Finding>) {
+    fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let Some(p) = &e.process else { return };
         if let Some(sig) = &e.signal {
             out.push(Finding {
@@ -62,7 +65,7 @@ impl Detector for Tampering {
             });
             return;
         }
-        if e.kind != "process_exec" {
+        if kind != Some(EventKind::ProcessExec) {
             return;
         }
         if let Some(what) = tampering(&p.exe, &p.args) {

@@ -1,13 +1,15 @@
 //! Act: stopping what blocking mode is asked to stop.
 //!
-//! Detections marked preventable (reverse shell, fileless execution, drop and execute,
-//! crypto miner) are acted on in blocking mode. Fileless images are stopped by the kernel
-//! at exec: denied through BPF LSM where the kernel runs it, else killed before their first
-//! instruction; so are dropped files, once this stage has seen the drop and armed the
-//! kernel with the file's inode (`DROPPED`). This stage records those denials and kills.
-//! The rest is decided in userspace and killed from here: the offending process and, for a
-//! reverse shell, the shells it started (also a drop executed faster than its file event
-//! reached userspace). Passive mode never kills.
+//! Each rule says what blocking mode does about it ([`crate::detect::Rule::response`]);
+//! this stage asks the rule, so a detection's response is written once, next to the
+//! detection (today reverse shell, fileless execution, drop and execute and crypto miner
+//! are stopped). Fileless images are stopped by the kernel at exec: denied through BPF
+//! LSM where the kernel runs it, else killed before their first instruction; so are
+//! dropped files, once this stage has seen the drop and armed the kernel with the file's
+//! inode (`DROPPED`). This stage records those denials and kills.
+//! The rest is decided in userspace and killed from here: the offending process (also a
+//! drop executed faster than its file event reached userspace) and, where the rule's
+//! response says so (a reverse shell), the shells it started. Passive mode never kills.
 //!
 //! A process is killed only after checking that its pid still names the same process
 //! (start time from /proc), so a reused pid is never hit.
@@ -17,15 +19,12 @@ use std::os::unix::fs::MetadataExt;
 use aya::maps::{HashMap, MapData};
 
 use crate::{
-    detect::drop_exec::dropped_path,
+    detect::{Response, drop_exec::dropped_path},
     enrich::process_table::{ProcessKey, ProcessTable},
     kernel::probes::ExecDenial,
     proto,
     scope::BlockingScope,
 };
-
-/// Detections blocking mode stops.
-pub const PREVENTABLE: &[&str] = &["SNS-0001", "SNS-0002", "SNS-0003", "SNS-0012"];
 
 /// (inode, kernel s_dev) -> boot-time deadline of the kill, in the kernel program.
 pub type DroppedMap = HashMap<MapData, [u64; 2], u64>;
@@ -110,7 +109,11 @@ impl Responder {
         let Some(d) = detection.detection.as_mut() else {
             return;
         };
-        if !self.blocking || !PREVENTABLE.contains(&d.id.as_str()) {
+        if !self.blocking {
+            return;
+        }
+        let response = crate::detect::rule(&d.id).map_or(Response::Report, |r| r.response);
+        if response == Response::Report {
             return;
         }
         let Some(p) = detection.process.as_ref() else {
@@ -141,7 +144,7 @@ impl Responder {
         }
         let key = ProcessKey::new(p.pid, p.start_time);
         let mut targets = vec![key];
-        if d.id == "SNS-0001" {
+        if response == Response::StopWithShells {
             targets.extend(
                 table
                     .children(&key)

@@ -1,0 +1,228 @@
+//! Reading Sigma rule files: the rules shipped in the binary and an operator's rule
+//! directory, each document vetted for what this sensor can evaluate. A rule it cannot use
+//! is skipped with a reason, never fatal.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result};
+use rsigma_eval::{CompiledRule, Engine, compile_rule};
+use rsigma_parser::{SigmaRule, Status, parse_sigma_yaml};
+
+use super::{MAX_RULE_FILE_BYTES, SigmaMatch, SigmaRules, schema::Category};
+
+macro_rules! shipped {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../../../../rules/sigma/", $name)),
+        )
+    };
+}
+
+/// Rules shipped with the sensor (`rules/sigma/`), compiled into the binary so that they
+/// are there whatever the installation. A test checks that this list and the directory
+/// agree.
+pub(super) const SHIPPED: &[(&str, &str)] = &[
+    shipped!("file_delete_lnx_log_deletion.yml"),
+    shipped!("file_event_lnx_cron_persistence.yml"),
+    shipped!("net_connection_lnx_shell_suspicious_port.yml"),
+    shipped!("proc_creation_lnx_base64_decode_shell.yml"),
+    shipped!("proc_creation_lnx_chattr_immutable.yml"),
+    shipped!("proc_creation_lnx_webserver_recon.yml"),
+];
+
+impl SigmaRules {
+    /// Shipped rules (embedded from rules/sigma/) plus every *.yml/*.yaml under `dir`
+    /// (subdirectories included, as in a checkout of SigmaHQ's `rules/linux`), if given.
+    ///
+    /// A rule the sensor cannot use (parse or compile error, non-linux product, log source
+    /// service, unsupported category, deprecated or unsupported status, missing or
+    /// duplicate id, correlation or filter document) is skipped: the second value lists
+    /// them as "file: reason". So is a file that is not a regular file (symlink, FIFO,
+    /// device) or is over [`MAX_RULE_FILE_BYTES`]. Only an unreadable `dir` is an error.
+    pub fn load(dir: Option<&Path>) -> Result<(Self, Vec<String>)> {
+        let mut loader = Loader::default();
+        for (name, text) in SHIPPED {
+            loader.add_file(&format!("shipped/{name}"), text);
+        }
+        if let Some(dir) = dir {
+            let mut files = Vec::new();
+            let entries = std::fs::read_dir(dir)
+                .with_context(|| format!("reading Sigma rule directory {}", dir.display()))?;
+            collect_rule_files(entries, &mut files, &mut loader.skipped);
+            files.sort();
+            for path in files {
+                // Regular files only, bounded: a FIFO would hang start-up, a symlink to
+                // /dev/zero would eat memory.
+                match crate::safe_fs::read_text_bounded(&path, MAX_RULE_FILE_BYTES) {
+                    Ok(text) => loader.add_file(&path.display().to_string(), &text),
+                    Err(e) => loader.skipped.push(format!("{e:#}")),
+                }
+            }
+        }
+        Ok(loader.finish())
+    }
+}
+
+/// Every rule file under `entries`, recursively; unreadable subdirectories are reported
+/// rather than fatal, like any other file the sensor cannot use.
+fn collect_rule_files(
+    entries: std::fs::ReadDir,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<String>,
+) {
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                skipped.push(format!("directory entry: {e}"));
+                continue;
+            }
+        };
+        let path = entry.path();
+        // Real directories only: a symlinked one could lead back up the tree.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            match std::fs::read_dir(&path) {
+                Ok(sub) => collect_rule_files(sub, out, skipped),
+                Err(e) => skipped.push(format!("{}: {e}", path.display())),
+            }
+        } else if path.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+            out.push(path);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Loader {
+    compiled: [Vec<CompiledRule>; Category::ALL.len()],
+    rules: HashMap<String, SigmaMatch>,
+    /// Where each id was first loaded from, to name it when a duplicate is skipped.
+    origin: HashMap<String, String>,
+    skipped: Vec<String>,
+}
+
+impl Loader {
+    fn add_file(&mut self, file: &str, text: &str) {
+        let collection = match parse_sigma_yaml(text) {
+            Ok(c) => c,
+            Err(e) => {
+                self.skipped.push(format!("{file}: {e}"));
+                return;
+            }
+        };
+        let documents =
+            collection.rules.len() + collection.correlations.len() + collection.filters.len();
+        if documents == 0 && collection.errors.is_empty() {
+            self.skipped
+                .push(format!("{file}: no Sigma rule in the file"));
+        }
+        for e in &collection.errors {
+            self.skipped.push(format!("{file}: {e}"));
+        }
+        for c in &collection.correlations {
+            self.skipped.push(format!(
+                "{file}: {:?}: correlation rules are not supported",
+                c.title
+            ));
+        }
+        for f in &collection.filters {
+            self.skipped.push(format!(
+                "{file}: {:?}: filter documents are not supported",
+                f.title
+            ));
+        }
+        for rule in &collection.rules {
+            if let Err(reason) = self.add_rule(file, rule) {
+                self.skipped
+                    .push(format!("{file}: {:?}: {reason}", rule.title));
+            }
+        }
+    }
+
+    fn add_rule(&mut self, file: &str, rule: &SigmaRule) -> Result<(), String> {
+        let Some(id) = rule.id.as_deref().filter(|id| !id.is_empty()) else {
+            return Err("no id".into());
+        };
+        if let Some(first) = self.origin.get(id) {
+            return Err(format!("duplicate id {id} (first loaded from {first})"));
+        }
+        match rule.status {
+            Some(Status::Deprecated) => return Err("status deprecated".into()),
+            Some(Status::Unsupported) => return Err("status unsupported".into()),
+            _ => {}
+        }
+        let ls = &rule.logsource;
+        if let Some(product) = &ls.product
+            && !product.eq_ignore_ascii_case("linux")
+        {
+            return Err(format!("product {product:?} is not linux"));
+        }
+        if let Some(service) = &ls.service {
+            return Err(format!("log source service {service:?} is not supported"));
+        }
+        let Some(category) = &ls.category else {
+            return Err("no log source category".into());
+        };
+        let Some(category) = Category::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(category))
+        else {
+            return Err(format!("category {category:?} is not supported"));
+        };
+        let compiled = compile_rule(rule).map_err(|e| e.to_string())?;
+        self.compiled[category as usize].push(compiled);
+        self.origin.insert(id.to_string(), file.to_string());
+        self.rules.insert(
+            id.to_string(),
+            SigmaMatch {
+                id: id.to_string(),
+                title: rule.title.clone(),
+                description: rule.description.clone().unwrap_or_default(),
+                level: rule.level.map_or("medium", |l| l.as_str()).to_string(),
+                mitre: techniques(&rule.tags),
+            },
+        );
+        Ok(())
+    }
+
+    fn finish(self) -> (SigmaRules, Vec<String>) {
+        let engines = self.compiled.map(|rules| {
+            let mut engine = Engine::new();
+            // One index build per engine rather than one per rule.
+            engine.extend_compiled_rules(rules);
+            engine
+        });
+        (
+            SigmaRules {
+                engines,
+                rules: self.rules,
+            },
+            self.skipped,
+        )
+    }
+}
+
+/// ATT&CK technique ids from Sigma tags: `attack.t1059.004` -> `T1059.004`. Tactic,
+/// group and software tags are not techniques and are left out.
+pub(super) fn techniques(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        let tag = tag.to_ascii_lowercase();
+        let Some(rest) = tag.strip_prefix("attack.t") else {
+            continue;
+        };
+        let (main, sub) = rest.split_once('.').unwrap_or((rest, ""));
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(main, 4) || !(sub.is_empty() || digits(sub, 3)) {
+            continue;
+        }
+        let id = format!("T{}", rest);
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}

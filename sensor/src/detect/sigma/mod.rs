@@ -1,0 +1,103 @@
+//! Sigma: detection rules in the SigmaHQ format, evaluated over the event stream.
+//!
+//! Sigma is the common language of detection engineering: thousands of public rules exist
+//! and analysts already write their own in it. Supporting it lets an operator run those
+//! rules as they are, next to the built-in detections, instead of translating each one.
+//! Parsing and matching (modifiers, wildcards, regexes, conditions, the candidate index
+//! that keeps the per-event cost low) come from the rsigma crates; this module only
+//! decides which rules apply to this sensor and presents our events to them.
+//!
+//! Sigma rules are written against a log source (`logsource`) and name fields the way
+//! Sysmon does (`Image`, `CommandLine`, `TargetFilename`, ...). A rule is loaded when its
+//! product is `linux` (or unset), it names no `service` (a service implies another event
+//! schema, such as auditd records), and its category is one the sensor produces:
+//!
+//! | category             | event kinds                  |
+//! |----------------------|------------------------------|
+//! | `process_creation`   | `process_exec`               |
+//! | `file_event`         | `file_create`, `file_write`  |
+//! | `file_delete`        | `file_unlink`                |
+//! | `file_rename`        | `file_rename`                |
+//! | `network_connection` | `net_connect`, `net_accept`  |
+//!
+//! Anything else (another product, an unknown category, a parse or compile error,
+//! correlation and filter documents, deprecated or unsupported rules, a missing or
+//! duplicate id) is skipped with a reason, so that one bad file in a rule directory never
+//! stops the sensor.
+//!
+//! Events are not converted to JSON: a [`rsigma_eval::Event`] view answers field lookups
+//! straight from the protobuf event, so the only allocations this side adds are the
+//! joined command lines, made when a rule asks for them. Only the engine of the event's
+//! category runs, and kinds without a category cost a match on the typed kind.
+//!
+//! [`schema`] is how our events present themselves to Sigma (categories, field names);
+//! [`loader`] reads and vets rule files; this module holds the compiled rules and
+//! evaluates them.
+
+mod loader;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use rsigma_eval::Engine;
+use sensor_common::EventKind;
+
+use self::schema::{Category, View};
+use crate::proto;
+
+/// A rule's identity, as reported with each match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigmaMatch {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    /// informational, low, medium, high or critical, as the rule gives it (medium when it
+    /// gives none).
+    pub level: String,
+    /// ATT&CK techniques from the rule's `attack.tNNNN[.NNN]` tags, e.g. `T1059.004`.
+    pub mitre: Vec<String>,
+}
+
+/// Largest Sigma rule file read from `--sigma-rules`: SigmaHQ's rules are a few KiB each.
+pub const MAX_RULE_FILE_BYTES: u64 = 1 << 20;
+
+/// Compiled Sigma rules, one engine per log source category.
+pub struct SigmaRules {
+    engines: [Engine; Category::ALL.len()],
+    /// By rule id: the engine reports matches by id.
+    rules: HashMap<String, SigmaMatch>,
+}
+
+impl SigmaRules {
+    /// Number of rules loaded.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rules matched by `event` (none for kinds no category stands for).
+    pub fn evaluate(&self, event: &proto::Event) -> Vec<SigmaMatch> {
+        self.evaluate_kind(EventKind::from_name(&event.kind), event)
+    }
+
+    /// [`SigmaRules::evaluate`] for an event whose kind the caller has already parsed.
+    pub fn evaluate_kind(&self, kind: Option<EventKind>, event: &proto::Event) -> Vec<SigmaMatch> {
+        let Some((kind, category)) = kind.and_then(|k| Some((k, Category::of_kind(k)?))) else {
+            return Vec::new();
+        };
+        let engine = &self.engines[category as usize];
+        if engine.rule_count() == 0 {
+            return Vec::new();
+        }
+        engine
+            .evaluate(&View::new(category, kind, event))
+            .into_iter()
+            .filter_map(|r| self.rules.get(r.header.rule_id.as_deref()?).cloned())
+            .collect()
+    }
+}
