@@ -112,10 +112,9 @@ impl Responder {
         if !self.blocking {
             return;
         }
-        let response = crate::detect::rule(&d.id).map_or(Response::Report, |r| r.response);
-        if response == Response::Report {
+        let Some(rule) = crate::detect::rule(&d.id).filter(|r| r.preventable()) else {
             return;
-        }
+        };
         let Some(p) = detection.process.as_ref() else {
             return;
         };
@@ -144,7 +143,7 @@ impl Responder {
         }
         let key = ProcessKey::new(p.pid, p.start_time);
         let mut targets = vec![key];
-        if response == Response::StopWithShells {
+        if rule.response == Response::StopWithShells {
             targets.extend(
                 table
                     .children(&key)
