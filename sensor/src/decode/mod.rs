@@ -13,7 +13,7 @@ mod security;
 
 use std::fmt;
 
-use sensor_common::{EventHeader, EventKind};
+use sensor_common::{EventHeader, EventKind, HookFamily};
 
 use crate::proto;
 
@@ -161,20 +161,17 @@ fn decode_with(
         ..Default::default()
     };
     let mut args = Vec::new();
-    use EventKind::*;
-    match kind {
-        ProcessExec => args = process::exec(bytes, &mut event)?,
-        ProcessFork => {}
-        ProcessExecDenied => process::exec_denied(bytes, &mut event)?,
-        ProcessExit => process::exit(bytes, &mut event)?,
-        FileCreate | FileWrite | FileRename | FileUnlink | FileChmod | FileChown | FileTruncate
-        | FileLink | FileSymlink | FileRead | FileTimes => {
-            file::decode(bytes, &mut event, open_files)?
-        }
-        NetConnect | NetAccept | NetBind | NetListen => net::socket_call(bytes, &mut event)?,
-        DnsQuery => net::dns(bytes, &mut event)?,
-        Ptrace | ModuleLoad | BpfLoad | MemfdCreate | Setuid | Setgid | FdDup | MprotectExec
-        | Signal => security::decode(kind, bytes, &mut event)?,
+    match kind.family() {
+        HookFamily::Process | HookFamily::ExecDenial => match kind {
+            EventKind::ProcessExec => args = process::exec(bytes, &mut event)?,
+            EventKind::ProcessExecDenied => process::exec_denied(bytes, &mut event)?,
+            EventKind::ProcessExit => process::exit(bytes, &mut event)?,
+            _ => {}
+        },
+        HookFamily::File => file::decode(bytes, &mut event, open_files)?,
+        HookFamily::Net => net::socket_call(bytes, &mut event)?,
+        HookFamily::Dns => net::dns(bytes, &mut event)?,
+        HookFamily::Security => security::decode(kind, bytes, &mut event)?,
     }
     Ok(Decoded {
         header,

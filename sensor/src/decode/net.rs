@@ -2,13 +2,10 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use sensor_common::{DnsEvent, EventKind, NetEvent, SockInfo, syscalls};
+use sensor_common::{AF_INET, AF_INET6, DnsEvent, EventKind, NetEvent, SockInfo, syscalls};
 
 use super::{DecodeError, read_record};
 use crate::proto;
-
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 
 pub fn socket_call(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
     let e: NetEvent = read_record(bytes, EventKind::NetConnect as u32)?;
