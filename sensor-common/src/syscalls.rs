@@ -98,12 +98,12 @@ pub fn names_of(family: HookFamily) -> impl Iterator<Item = &'static str> {
         .map(|s| s.name)
 }
 
-/// Argument that holds the parameter string of a module load (`init_module`,
-/// `finit_module`), for both the exit hook and the raw-syscall fallback.
-pub const fn module_params_arg(nr: u64) -> Option<usize> {
+/// The user address of a module load's parameter string (`init_module`, `finit_module`),
+/// for both the exit hook and the raw-syscall fallback; `None` for other calls.
+pub const fn module_params(nr: u64, args: &[u64; 6]) -> Option<u64> {
     match nr {
-        INIT_MODULE => Some(2),
-        FINIT_MODULE => Some(1),
+        INIT_MODULE => Some(args[2]),
+        FINIT_MODULE => Some(args[1]),
         _ => None,
     }
 }
