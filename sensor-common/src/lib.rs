@@ -444,8 +444,6 @@ pub trait Record: Copy + 'static {
     /// # Safety
     /// `record` must point to (possibly uninitialised) memory of a `Self`.
     unsafe fn header_ptr(record: *mut Self) -> *mut EventHeader;
-
-    fn header(&self) -> &EventHeader;
 }
 
 macro_rules! records {
@@ -454,10 +452,6 @@ macro_rules! records {
             #[inline(always)]
             unsafe fn header_ptr(record: *mut Self) -> *mut EventHeader {
                 unsafe { &raw mut (*record).header }
-            }
-
-            fn header(&self) -> &EventHeader {
-                &self.header
             }
         }
 

@@ -13,7 +13,7 @@ mod security;
 
 use std::fmt;
 
-use sensor_common::{EventHeader, EventKind, HookFamily};
+use sensor_common::{EventHeader, EventKind, HookFamily, Record};
 
 use crate::proto;
 
@@ -87,8 +87,19 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Copies a `T` out of the record after checking the length.
-pub(crate) fn read_record<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
+/// Copies the layout `T` out of a record, after checking the length against it. Errors
+/// name the kind the record's header declares.
+pub(crate) fn read_record<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let kind = read_header(bytes)?.kind;
+    copy_out(bytes, kind)
+}
+
+/// The header every record starts with.
+fn read_header(bytes: &[u8]) -> Result<EventHeader, DecodeError> {
+    copy_out(bytes, 0)
+}
+
+fn copy_out<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if bytes.len() < need {
         return Err(DecodeError::Truncated {
@@ -131,7 +142,7 @@ fn decode_with(
     bytes: &[u8],
     open_files: &mut crate::paths::OpenFiles,
 ) -> Result<Decoded, DecodeError> {
-    let raw: EventHeader = read_record(bytes, 0)?;
+    let raw = read_header(bytes)?;
     let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
     if raw.size as usize != bytes.len() {
         return Err(DecodeError::SizeMismatch {
