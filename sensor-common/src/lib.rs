@@ -1,7 +1,9 @@
 //! Event layouts shared by the kernel programs (`sensor-ebpf`) and the daemon (`sensor`).
 //!
-//! Every record written to the ring buffer starts with an [`EventHeader`]; its `kind` says
-//! which struct follows and its `size` how many bytes the kernel wrote. Layouts are
+//! Every record written to the ring buffer starts with an [`EventHeader`] (the [`Record`]
+//! trait, checked at compile time); its `kind` says which struct follows and its `size`
+//! how many bytes the kernel wrote. Event kinds and syscalls are each written once, in the
+//! tables below and in [`syscalls`], and everything else about them is derived. Layouts are
 //! `#[repr(C)]`, fixed-size and defined only here, so both sides agree by construction;
 //! the compile-time size checks at the bottom catch accidental changes.
 //!
@@ -30,116 +32,135 @@ pub const DNS_LEN: usize = 256;
 /// Slots in the per-kind kernel maps (enable switches, lost counters).
 pub const KIND_SLOTS: usize = 64;
 
-/// What a record describes. Discriminants are part of the kernel/userspace ABI.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventKind {
-    ProcessExec = 1,
-    ProcessFork = 2,
-    ProcessExit = 3,
-    ProcessExecDenied = 4,
-    FileCreate = 10,
-    FileWrite = 11,
-    FileRename = 12,
-    FileUnlink = 13,
-    FileChmod = 14,
-    FileChown = 15,
-    FileTruncate = 16,
-    FileLink = 17,
-    FileSymlink = 18,
-    FileRead = 19,
-    NetConnect = 20,
-    NetAccept = 21,
-    NetBind = 22,
-    NetListen = 23,
-    DnsQuery = 24,
-    Ptrace = 30,
-    ModuleLoad = 31,
-    BpfLoad = 32,
-    MemfdCreate = 33,
-    Setuid = 34,
-    Setgid = 35,
-    FdDup = 36,
-    MprotectExec = 37,
-    FileTimes = 40,
-    Signal = 41,
+/// The kernel hooks that produce a kind: userspace attaches a family's programs only when
+/// one of its kinds is enabled, and decodes each family's layout in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookFamily {
+    /// `sched_process_{exec,fork,exit}` raw tracepoints.
+    Process,
+    /// `lsm/bprm_check_security`, loaded in blocking mode only.
+    ExecDenial,
+    /// `file_enter`/`file_exit` on the file syscalls.
+    File,
+    /// `net_enter`/`net_exit` on the socket syscalls.
+    Net,
+    /// `dns_enter` on the send syscalls.
+    Dns,
+    /// `security_enter`/`security_exit` on the security-relevant syscalls.
+    Security,
+}
+
+/// Writes [`EventKind`] and everything derived from it from one table, so a kind cannot
+/// exist without its wire name, its family or its place in [`EventKind::ALL`].
+macro_rules! event_kinds {
+    ($($kind:ident = $value:literal => $name:literal, $family:ident;)*) => {
+        /// What a record describes. Discriminants are part of the kernel/userspace ABI.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventKind {
+            $($kind = $value,)*
+        }
+
+        impl EventKind {
+            pub const ALL: [EventKind; [$($value),*].len()] = [$(EventKind::$kind),*];
+
+            pub const fn from_u32(v: u32) -> Option<Self> {
+                match v {
+                    $($value => Some(EventKind::$kind),)*
+                    _ => None,
+                }
+            }
+
+            /// The name used on the wire (gRPC, JSON, configuration).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(EventKind::$kind => $name,)*
+                }
+            }
+
+            /// The hooks that produce this kind.
+            pub const fn family(self) -> HookFamily {
+                match self {
+                    $(EventKind::$kind => HookFamily::$family,)*
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    ProcessExec = 1 => "process_exec", Process;
+    ProcessFork = 2 => "process_fork", Process;
+    ProcessExit = 3 => "process_exit", Process;
+    ProcessExecDenied = 4 => "process_exec_denied", ExecDenial;
+    FileCreate = 10 => "file_create", File;
+    FileWrite = 11 => "file_write", File;
+    FileRename = 12 => "file_rename", File;
+    FileUnlink = 13 => "file_unlink", File;
+    FileChmod = 14 => "file_chmod", File;
+    FileChown = 15 => "file_chown", File;
+    FileTruncate = 16 => "file_truncate", File;
+    FileLink = 17 => "file_link", File;
+    FileSymlink = 18 => "file_symlink", File;
+    FileRead = 19 => "file_read", File;
+    NetConnect = 20 => "net_connect", Net;
+    NetAccept = 21 => "net_accept", Net;
+    NetBind = 22 => "net_bind", Net;
+    NetListen = 23 => "net_listen", Net;
+    DnsQuery = 24 => "dns_query", Dns;
+    Ptrace = 30 => "ptrace", Security;
+    ModuleLoad = 31 => "module_load", Security;
+    BpfLoad = 32 => "bpf_load", Security;
+    MemfdCreate = 33 => "memfd_create", Security;
+    Setuid = 34 => "setuid", Security;
+    Setgid = 35 => "setgid", Security;
+    FdDup = 36 => "fd_dup", Security;
+    MprotectExec = 37 => "mprotect_exec", Security;
+    FileTimes = 40 => "file_times", File;
+    Signal = 41 => "signal", Security;
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 29] = [
-        EventKind::ProcessExec,
-        EventKind::ProcessFork,
-        EventKind::ProcessExit,
-        EventKind::ProcessExecDenied,
-        EventKind::FileCreate,
-        EventKind::FileWrite,
-        EventKind::FileRename,
-        EventKind::FileUnlink,
-        EventKind::FileChmod,
-        EventKind::FileChown,
-        EventKind::FileTruncate,
-        EventKind::FileLink,
-        EventKind::FileSymlink,
-        EventKind::FileRead,
-        EventKind::NetConnect,
-        EventKind::NetAccept,
-        EventKind::NetBind,
-        EventKind::NetListen,
-        EventKind::DnsQuery,
-        EventKind::Ptrace,
-        EventKind::ModuleLoad,
-        EventKind::BpfLoad,
-        EventKind::MemfdCreate,
-        EventKind::Setuid,
-        EventKind::Setgid,
-        EventKind::FdDup,
-        EventKind::MprotectExec,
-        EventKind::FileTimes,
-        EventKind::Signal,
-    ];
-
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| *k as u32 == v)
-    }
-
-    /// The name used on the wire (gRPC, JSON, configuration).
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::ProcessExec => "process_exec",
-            EventKind::ProcessFork => "process_fork",
-            EventKind::ProcessExit => "process_exit",
-            EventKind::ProcessExecDenied => "process_exec_denied",
-            EventKind::FileCreate => "file_create",
-            EventKind::FileWrite => "file_write",
-            EventKind::FileRename => "file_rename",
-            EventKind::FileUnlink => "file_unlink",
-            EventKind::FileChmod => "file_chmod",
-            EventKind::FileChown => "file_chown",
-            EventKind::FileTruncate => "file_truncate",
-            EventKind::FileLink => "file_link",
-            EventKind::FileSymlink => "file_symlink",
-            EventKind::FileRead => "file_read",
-            EventKind::NetConnect => "net_connect",
-            EventKind::NetAccept => "net_accept",
-            EventKind::NetBind => "net_bind",
-            EventKind::NetListen => "net_listen",
-            EventKind::DnsQuery => "dns_query",
-            EventKind::Ptrace => "ptrace",
-            EventKind::ModuleLoad => "module_load",
-            EventKind::BpfLoad => "bpf_load",
-            EventKind::MemfdCreate => "memfd_create",
-            EventKind::Setuid => "setuid",
-            EventKind::Setgid => "setgid",
-            EventKind::FdDup => "fd_dup",
-            EventKind::MprotectExec => "mprotect_exec",
-            EventKind::FileTimes => "file_times",
-            EventKind::Signal => "signal",
-        }
-    }
-
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|k| k.name() == name)
     }
+
+    /// The kinds one family of hooks produces.
+    pub fn of_family(family: HookFamily) -> impl Iterator<Item = EventKind> {
+        Self::ALL.into_iter().filter(move |k| k.family() == family)
+    }
+}
+
+// Every kind has a slot in the per-kind kernel maps, and no wire name is used twice (the
+// compiler already refuses a repeated discriminant).
+const _: () = {
+    let all = EventKind::ALL;
+    let mut i = 0;
+    while i < all.len() {
+        assert!((all[i] as usize) < KIND_SLOTS);
+        let mut j = i + 1;
+        while j < all.len() {
+            assert!(!str_eq(all[i].name(), all[j].name()));
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
+/// `==` on strings, usable in the compile-time checks of the tables.
+pub(crate) const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Common prefix of every record, filled by one kernel helper for all hooks.
@@ -284,6 +305,10 @@ pub struct FileEvent {
     pub path2: [u8; PATH_LEN],
 }
 
+/// `SockInfo.family` values the sensor decodes (`AF_INET`, `AF_INET6`).
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
 /// A socket as the kernel knows it, read through the task's fd table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -410,6 +435,42 @@ pub struct PendingCall {
     pub args: [u64; 6],
 }
 
+/// A ring-buffer record: a layout that starts with the [`EventHeader`]. The kernel fills
+/// the header of every record through this, instead of casting the record's pointer and
+/// trusting that the header comes first.
+pub trait Record: Copy + 'static {
+    /// The header of the record at `record`; no memory is read.
+    ///
+    /// # Safety
+    /// `record` must point to (possibly uninitialised) memory of a `Self`.
+    unsafe fn header_ptr(record: *mut Self) -> *mut EventHeader;
+}
+
+macro_rules! records {
+    ($($layout:ty),* $(,)?) => {$(
+        impl Record for $layout {
+            #[inline(always)]
+            unsafe fn header_ptr(record: *mut Self) -> *mut EventHeader {
+                unsafe { &raw mut (*record).header }
+            }
+        }
+
+        // Userspace reads the header of a record before it knows the record's layout.
+        const _: () = assert!(core::mem::offset_of!($layout, header) == 0);
+    )*};
+}
+
+records!(
+    ExecEvent,
+    ExecDeniedEvent,
+    ForkEvent,
+    ExitEvent,
+    FileEvent,
+    NetEvent,
+    DnsEvent,
+    SyscallEvent,
+);
+
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 88);
 const _: () = assert!(core::mem::size_of::<ExecImage>() == 24 + PATH_LEN + NAME_LEN);
 const _: () = assert!(core::mem::size_of::<ExecEvent>() == 88 + 600 + 16 + ARGS_LEN + ENV_LEN);
@@ -421,3 +482,68 @@ const _: () = assert!(core::mem::size_of::<FileEvent>() == 88 + 56 + 2 * PATH_LE
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 88 + 24 + 48);
 const _: () = assert!(core::mem::size_of::<DnsEvent>() == 88 + 16 + 44 + DNS_LEN + 4);
 const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 88 + 16 + 48 + 44 + TEXT_LEN + 12);
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn kinds_round_trip_through_number_and_name() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_u32(k as u32), Some(k));
+            assert_eq!(EventKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(EventKind::from_u32(0), None);
+        assert_eq!(EventKind::from_name("process"), None);
+    }
+
+    #[test]
+    fn kind_numbers_and_names_are_unique() {
+        for (i, a) in EventKind::ALL.iter().enumerate() {
+            for b in &EventKind::ALL[i + 1..] {
+                assert_ne!(*a as u32, *b as u32);
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+
+    #[test]
+    fn every_syscall_family_produces_kinds() {
+        for s in syscalls::ALL {
+            assert!(
+                EventKind::of_family(s.family).next().is_some(),
+                "{}",
+                s.name
+            );
+        }
+        assert_eq!(
+            EventKind::of_family(HookFamily::Net).collect::<Vec<_>>(),
+            [
+                EventKind::NetConnect,
+                EventKind::NetAccept,
+                EventKind::NetBind,
+                EventKind::NetListen
+            ]
+        );
+    }
+
+    #[test]
+    fn syscalls_round_trip_and_are_unique() {
+        for (i, s) in syscalls::ALL.iter().enumerate() {
+            assert_eq!(syscalls::name(s.nr), s.name);
+            for t in &syscalls::ALL[i + 1..] {
+                assert_ne!(s.nr, t.nr);
+                assert_ne!(s.name, t.name);
+            }
+        }
+        assert_eq!(syscalls::name(syscalls::OPENAT), "openat");
+        assert_eq!(syscalls::name(100_000), "unknown");
+        assert_eq!(
+            syscalls::names_of(HookFamily::Dns).collect::<Vec<_>>(),
+            ["sendto", "sendmsg", "sendmmsg"]
+        );
+    }
+}

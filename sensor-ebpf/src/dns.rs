@@ -11,8 +11,12 @@ use sensor_common::{DnsEvent, EventKind, SockInfo, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, current_task, fd_file, read_user, read_user_bytes, reserve, send, skip,
-        sock_info, user_sockaddr,
+        counters::guarded,
+        files::fd_file,
+        ring::{reserve, send},
+        socket::{sock_info, user_sockaddr},
+        task::current_task,
+        user::{read_user, read_user_bytes},
     },
     syscall::entry_args,
 };
@@ -22,12 +26,7 @@ const DNS_PORT: u16 = 53;
 
 #[tracepoint]
 pub fn dns_enter(ctx: TracePointContext) -> u32 {
-    if skip(EventKind::DnsQuery) {
-        return 0;
-    }
-    if try_dns(&ctx).is_err() {
-        count_error(EventKind::DnsQuery);
-    }
+    guarded(EventKind::DnsQuery, || try_dns(&ctx));
     0
 }
 

@@ -9,7 +9,7 @@
 //! the caller passed; userspace makes relative ones absolute from the caller's cwd or
 //! dirfd.
 
-use aya_ebpf::{EbpfContext, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use sensor_common::{
     COMPONENT_LEN, EventKind, FILE_PATH_COMPONENTS, FileEvent, MAX_COMPONENTS, PendingCall,
     SENSITIVE_NAME_LEN, syscalls as nr,
@@ -17,11 +17,15 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        count_error, current_task, enabled, fd_file, file_ino, ignored, kernel_str,
-        off, read, read_ptr, read_user, reserve, send, user_str,
+        counters::{counted, enabled, ignored},
+        files::{dentry_name, fd_file, file_dentry, file_ino},
+        globals::off,
+        ring::{reserve, send},
+        task::{current_task, read, read_ptr},
+        user::{read_user, user_str},
     },
     maps::SENSITIVE_NAMES,
-    syscall::{entry_args, exit_ret, stash, take},
+    syscall::{self, exit_ret, syscall_nr},
 };
 
 const O_WRONLY: u64 = 0o1;
@@ -35,49 +39,30 @@ const FMODE_CREATED: u32 = 1 << 20;
 
 #[tracepoint]
 pub fn file_enter(ctx: TracePointContext) -> u32 {
-    if ignored() {
-        return 0;
-    }
-    let Ok(call) = entry_args(&ctx) else { return 0 };
-    let wanted = match call.nr {
+    syscall::enter(&ctx, |call| match call.nr {
         nr::OPEN => call.args[1] & WRITE_FLAGS != 0,
         nr::OPENAT => call.args[2] & WRITE_FLAGS != 0,
         nr::OPENAT2 => read_user::<u64>(call.args[2])
             .map(|f| f & WRITE_FLAGS != 0)
             .unwrap_or(false),
         _ => true,
-    };
-    if wanted {
-        stash(&call);
-    }
-    0
+    })
 }
 
 #[tracepoint]
 pub fn file_exit(ctx: TracePointContext) -> u32 {
-    let Some(call) = take() else {
-        if let Err(()) = sensitive_read(&ctx) {
-            count_error(EventKind::FileRead);
-        }
-        return 0;
-    };
-    let ret = exit_ret(&ctx);
-    if ret < 0 {
-        return 0;
-    }
-    let Some(kind) = kind_of(&call, ret) else {
-        return 0;
-    };
-    if !enabled(kind) {
-        return 0;
-    }
-    if emit(kind, &call, ret).is_err() {
-        count_error(kind);
+    // Reads are not saved at entry: a read-only open is checked here, on its result.
+    if !syscall::exit(&ctx, kind_of, emit) {
+        counted(EventKind::FileRead, || sensitive_read(&ctx));
     }
     0
 }
 
+/// Only successful calls are reported.
 fn kind_of(call: &PendingCall, ret: i64) -> Option<EventKind> {
+    if ret < 0 {
+        return None;
+    }
     let a = &call.args;
     Some(match call.nr {
         nr::OPEN | nr::OPENAT | nr::OPENAT2 | nr::CREAT => {
@@ -115,9 +100,9 @@ struct Fields {
     fd: i32,
 }
 
-fn fields(call: &PendingCall, ret: i64) -> Fields {
-    let a = &call.args;
-    let mut f = Fields {
+impl Fields {
+    /// No path, no descriptor, no owner change.
+    const NONE: Fields = Fields {
         dirfd: AT_FDCWD,
         path: 0,
         dirfd2: AT_FDCWD,
@@ -128,6 +113,11 @@ fn fields(call: &PendingCall, ret: i64) -> Fields {
         gid: u32::MAX,
         fd: -1,
     };
+}
+
+fn fields(call: &PendingCall, ret: i64) -> Fields {
+    let a = &call.args;
+    let mut f = Fields::NONE;
     match call.nr {
         nr::OPEN => (f.path, f.flags, f.mode, f.fd) = (a[0], a[1] as u32, a[2] as u32, ret as i32),
         nr::OPENAT => {
@@ -198,9 +188,22 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     };
     let e = entry.as_mut_ptr();
     let task = current_task();
+    let ino = if f.fd >= 0 {
+        file_ino(fd_file(task, f.fd as i64))
+    } else {
+        0
+    };
+    fill(e, call.nr, ret, &f, ino);
+    unsafe { (*e).path2_len = user_str(f.path2, &raw mut (*e).path2) };
+    send(entry, task, kind)
+}
+
+/// Everything of a [`FileEvent`] but `path2`, which a read fills with path components.
+#[inline(always)]
+fn fill(e: *mut FileEvent, nr: u64, ret: i64, f: &Fields, ino: u64) {
     unsafe {
         (*e).ret = ret;
-        (*e).syscall = call.nr as u32;
+        (*e).syscall = nr as u32;
         (*e).flags = f.flags;
         (*e).mode = f.mode;
         (*e).uid = f.uid;
@@ -208,22 +211,15 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         (*e).fd = f.fd;
         (*e).dirfd = f.dirfd;
         (*e).dirfd2 = f.dirfd2;
-        (*e).ino = if f.fd >= 0 {
-            file_ino(fd_file(task, f.fd as i64))
-        } else {
-            0
-        };
+        (*e).ino = ino;
         (*e).path_len = user_str(f.path, &raw mut (*e).path);
-        (*e).path2_len = user_str(f.path2, &raw mut (*e).path2);
     }
-    send(entry, task, kind)
 }
 
-/// A read-only open of a file named in `SENSITIVE_NAMES` (nothing was stashed at entry).
-fn sensitive_read(ctx: &TracePointContext) -> Result<(), ()> {
+/// A read-only open of a file named in `SENSITIVE_NAMES` (nothing was saved at entry).
+fn sensitive_read(ctx: &TracePointContext) -> Result<(), i64> {
     let kind = EventKind::FileRead;
-    // `__syscall_nr` sits at offset 8 of every exit record.
-    let nr = unsafe { *(ctx.as_ptr() as *const i32).add(2) } as u64;
+    let nr = syscall_nr(ctx);
     if nr != nr::OPEN && nr != nr::OPENAT && nr != nr::OPENAT2 {
         return Ok(());
     }
@@ -233,47 +229,33 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), ()> {
     }
     let task = current_task();
     let file = fd_file(task, ret);
-    let o = off();
-    let Ok(dentry) = read_ptr(file, o.file_dentry) else {
-        return Ok(());
-    };
-    let Ok(name) = read_ptr(dentry, o.dentry_name) else {
+    let Ok(dentry) = file_dentry(file) else {
         return Ok(());
     };
     let mut key = [0u8; SENSITIVE_NAME_LEN];
-    kernel_str(name, &mut key);
-    if unsafe { SENSITIVE_NAMES.get(key) }.is_none() {
+    if dentry_name(dentry, &mut key).is_err() || unsafe { SENSITIVE_NAMES.get(key) }.is_none() {
         return Ok(());
     }
     let Some(mut entry) = reserve::<FileEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
-    unsafe {
-        (*e).ret = ret;
-        (*e).syscall = nr as u32;
-        (*e).flags = 0;
-        (*e).mode = 0;
-        (*e).uid = u32::MAX;
-        (*e).gid = u32::MAX;
-        (*e).fd = ret as i32;
-        (*e).dirfd = AT_FDCWD;
-        (*e).dirfd2 = AT_FDCWD;
-        (*e).path_len = 0;
-        (*e).ino = file_ino(file);
-    }
+    let f = Fields {
+        fd: ret as i32,
+        ..Fields::NONE
+    };
+    fill(e, nr, ret, &f, file_ino(file));
     // Leaf first, one fixed slot per component, up to the file system's root.
     let slots = unsafe { (&raw mut (*e).path2).cast::<[u8; COMPONENT_LEN]>() };
     let mut d = dentry;
     let mut n = 0u32;
     let mut i = 0;
     while i < MAX_COMPONENTS {
-        let Ok(name) = read_ptr(d, o.dentry_name) else {
+        if dentry_name(d, unsafe { slots.add(i) }).is_err() {
             break;
-        };
-        kernel_str(name, unsafe { slots.add(i) });
+        }
         n += 1;
-        let Ok(parent) = read_ptr(d, o.dentry_parent) else {
+        let Ok(parent) = read_ptr(d, off().dentry_parent) else {
             break;
         };
         if parent == d || parent == 0 {
@@ -283,6 +265,5 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), ()> {
         i += 1;
     }
     unsafe { (*e).path2_len = n | FILE_PATH_COMPONENTS };
-    let r = send(entry, task, kind);
-    r.map_err(|_| ())
+    send(entry, task, kind)
 }

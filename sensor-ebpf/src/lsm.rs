@@ -13,7 +13,11 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use sensor_common::{EventKind, ExecDeniedEvent};
 
 use crate::{
-    kernel::{count_error, current_task, enabled, ignored, reserve, send},
+    kernel::{
+        counters::{counted, enabled, ignored},
+        ring::{reserve, send},
+        task::current_task,
+    },
     prevent::doomed,
     process::read_image,
 };
@@ -36,8 +40,8 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     };
     let kind = EventKind::ProcessExecDenied;
     // The exec is refused whether or not its record can be made.
-    if enabled(kind) && report(task, bprm, reason).is_err() {
-        count_error(kind);
+    if enabled(kind) {
+        counted(kind, || report(task, bprm, reason));
     }
     -EPERM
 }

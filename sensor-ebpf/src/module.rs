@@ -10,8 +10,11 @@
 use aya_ebpf::{macros::raw_tracepoint, programs::RawTracePointContext};
 use sensor_common::{EventKind, MODULE_AT_ENTRY, SyscallEvent, syscalls as nr};
 
-use crate::{
-    kernel::{count_error, current_task, read, reserve, send, skip, user_str},
+use crate::kernel::{
+    counters::guarded,
+    ring::{reserve, send},
+    task::{current_task, read},
+    user::user_str,
 };
 
 /// x86_64 `struct pt_regs` offsets of the first three syscall arguments (di, si, dx).
@@ -23,12 +26,7 @@ pub fn module_sys_enter(ctx: RawTracePointContext) -> i32 {
     if id != nr::INIT_MODULE && id != nr::FINIT_MODULE {
         return 0;
     }
-    if skip(EventKind::ModuleLoad) {
-        return 0;
-    }
-    if try_module(&ctx, id).is_err() {
-        count_error(EventKind::ModuleLoad);
-    }
+    guarded(EventKind::ModuleLoad, || try_module(&ctx, id));
     0
 }
 
@@ -45,11 +43,7 @@ fn try_module(ctx: &RawTracePointContext, id: u64) -> Result<(), i64> {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
-    let params = if id == nr::INIT_MODULE {
-        args[2]
-    } else {
-        args[1]
-    };
+    let params = nr::module_params(id, &args).unwrap_or(0);
     unsafe {
         (*e).ret = 0;
         (*e).syscall = id as u32;

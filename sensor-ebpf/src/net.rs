@@ -6,52 +6,44 @@
 //! call, read through the task's fd table, so no user buffer is needed.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use sensor_common::{EventKind, NetEvent, PendingCall, syscalls as nr};
+use sensor_common::{
+    AF_INET, AF_INET6, EventKind, NetEvent, PendingCall, SockInfo, syscalls as nr,
+};
 
 use crate::{
     kernel::{
-        count_error, current_task, enabled, fd_file, ignored, reserve, send, sock_info,
-        user_sockaddr,
+        files::fd_file,
+        ring::{reserve, send},
+        socket::{sock_info, user_sockaddr},
+        task::current_task,
     },
-    syscall::{entry_args, exit_ret, stash, take},
+    syscall,
 };
-
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 
 #[tracepoint]
 pub fn net_enter(ctx: TracePointContext) -> u32 {
-    if ignored() {
-        return 0;
-    }
-    if let Ok(call) = entry_args(&ctx) {
-        stash(&call);
-    }
-    0
+    syscall::enter(&ctx, |_| true)
 }
 
 #[tracepoint]
 pub fn net_exit(ctx: TracePointContext) -> u32 {
-    let Some(call) = take() else { return 0 };
-    let ret = exit_ret(&ctx);
+    syscall::exit(&ctx, kind_of, emit);
+    0
+}
+
+fn kind_of(call: &PendingCall, ret: i64) -> Option<EventKind> {
     let kind = match call.nr {
         nr::CONNECT => EventKind::NetConnect,
         nr::ACCEPT | nr::ACCEPT4 => EventKind::NetAccept,
         nr::BIND => EventKind::NetBind,
         nr::LISTEN => EventKind::NetListen,
-        _ => return 0,
+        _ => return None,
     };
-    if !enabled(kind) {
-        return 0;
-    }
     // Only connect reports failures: a refused or pending connection is itself telling.
     if ret < 0 && kind != EventKind::NetConnect {
-        return 0;
+        return None;
     }
-    if emit(kind, &call, ret).is_err() {
-        count_error(kind);
-    }
-    0
+    Some(kind)
 }
 
 fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
@@ -81,7 +73,7 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     let r = sock_info(fd_file(task, fd), sock);
     let family = match kind {
         EventKind::NetConnect | EventKind::NetBind => {
-            let mut wanted = sensor_common::SockInfo::default();
+            let mut wanted = SockInfo::default();
             let fam = user_sockaddr(call.args[1], &mut wanted).unwrap_or(0);
             unsafe {
                 (*sock).family = fam;

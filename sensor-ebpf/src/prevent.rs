@@ -6,7 +6,11 @@ use aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns;
 use sensor_common::{DENIED_DROPPED, DENIED_UNLINKED};
 
 use crate::{
-    kernel::{blocking, file_identity, in_blocking_scope, kernel_str, off, read_ptr},
+    kernel::{
+        files::{file_identity, file_name},
+        globals::{blocking, in_blocking_scope, off},
+        task::read_ptr,
+    },
     maps::DROPPED,
 };
 
@@ -44,13 +48,8 @@ fn dropped(ino: u64, dev: u32) -> bool {
 /// runc's own memfd clone is exempt: every container start uses it.
 #[inline(always)]
 fn runc_clone(file: usize) -> bool {
-    let o = off();
     let mut name = [0u8; 24];
-    if let Ok(dentry) = read_ptr(file, o.file_dentry)
-        && let Ok(n) = read_ptr(dentry, o.dentry_name)
-    {
-        kernel_str(n, &mut name);
-    }
+    let _ = file_name(file, &mut name);
     const RUNC: &[u8; 17] = b"memfd:runc_cloned";
     let mut i = 0;
     let mut runc = true;

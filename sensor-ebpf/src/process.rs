@@ -19,20 +19,19 @@ use sensor_common::{
 
 use crate::{
     kernel::{
-        count_error, current_task, file_identity, kernel_str, off, read, read_ptr,
-        read_user_bytes, reserve, send, skip,
+        counters::guarded,
+        files::{file_identity, file_name},
+        globals::off,
+        ring::{reserve, send},
+        task::{current_task, read, read_ptr},
+        user::{kernel_str, read_user_bytes},
     },
     prevent::doomed,
 };
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
-    if skip(EventKind::ProcessExec) {
-        return 0;
-    }
-    if try_exec(&ctx).is_err() {
-        count_error(EventKind::ProcessExec);
-    }
+    guarded(EventKind::ProcessExec, || try_exec(&ctx));
     0
 }
 
@@ -119,20 +118,13 @@ pub fn read_image(bprm: usize, image: *mut ExecImage) -> Result<(), i64> {
         (*image).dev = dev;
         (*image).nlink = nlink;
     }
-    let dentry = read_ptr(file, o.file_dentry)?;
-    let name = read_ptr(dentry, o.dentry_name)?;
-    unsafe { (*image).name_len = kernel_str(name, &raw mut (*image).name) };
+    unsafe { (*image).name_len = file_name(file, &raw mut (*image).name)? };
     Ok(())
 }
 
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
-    if skip(EventKind::ProcessFork) {
-        return 0;
-    }
-    if try_fork(&ctx).is_err() {
-        count_error(EventKind::ProcessFork);
-    }
+    guarded(EventKind::ProcessFork, || try_fork(&ctx));
     0
 }
 
@@ -154,12 +146,7 @@ fn try_fork(ctx: &RawTracePointContext) -> Result<(), i64> {
 
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
-    if skip(EventKind::ProcessExit) {
-        return 0;
-    }
-    if try_exit(&ctx).is_err() {
-        count_error(EventKind::ProcessExit);
-    }
+    guarded(EventKind::ProcessExit, || try_exit(&ctx));
     0
 }
 

@@ -12,11 +12,14 @@ use sensor_common::{EventKind, PendingCall, SyscallEvent, syscalls as nr};
 
 use crate::{
     kernel::{
-        count_error, current_task, enabled, fd_file, ignored, read_user, reserve, send,
-        sock_info, user_str,
+        files::fd_file,
+        ring::{reserve, send},
+        socket::sock_info,
+        task::current_task,
+        user::{read_user, user_str},
     },
     maps::PROTECTED_TGIDS,
-    syscall::{entry_args, exit_ret, stash, take},
+    syscall,
 };
 
 const PROT_EXEC: u64 = 4;
@@ -35,33 +38,32 @@ fn protected(pid: u64) -> bool {
 
 #[tracepoint]
 pub fn security_enter(ctx: TracePointContext) -> u32 {
-    if ignored() {
-        return 0;
-    }
-    let Ok(call) = entry_args(&ctx) else { return 0 };
-    let a = &call.args;
-    let wanted = match call.nr {
-        nr::PTRACE => PTRACE_REPORTED.contains(&a[0]),
-        nr::DUP2 | nr::DUP3 => a[1] <= 2,
-        nr::MPROTECT => a[2] & PROT_EXEC != 0,
-        nr::MMAP => a[2] & PROT_EXEC != 0 && a[3] & MAP_ANONYMOUS != 0,
-        nr::BPF => a[0] == BPF_PROG_LOAD,
-        // Signals matter only when aimed at a protected process (and sig 0 only probes).
-        nr::KILL | nr::TKILL => protected(a[0]) && a[1] != 0,
-        nr::TGKILL => protected(a[0]) && a[2] != 0,
-        _ => true,
-    };
-    if wanted {
-        stash(&call);
-    }
-    0
+    syscall::enter(&ctx, |call| {
+        let a = &call.args;
+        match call.nr {
+            nr::PTRACE => PTRACE_REPORTED.contains(&a[0]),
+            nr::DUP2 | nr::DUP3 => a[1] <= 2,
+            nr::MPROTECT => a[2] & PROT_EXEC != 0,
+            nr::MMAP => a[2] & PROT_EXEC != 0 && a[3] & MAP_ANONYMOUS != 0,
+            nr::BPF => a[0] == BPF_PROG_LOAD,
+            // Signals matter only when aimed at a protected process (and sig 0 only probes).
+            nr::KILL | nr::TKILL => protected(a[0]) && a[1] != 0,
+            nr::TGKILL => protected(a[0]) && a[2] != 0,
+            _ => true,
+        }
+    })
 }
 
 #[tracepoint]
 pub fn security_exit(ctx: TracePointContext) -> u32 {
-    let Some(call) = take() else { return 0 };
-    let kind = match call.nr {
-        nr::PTRACE => EventKind::Ptrace,
+    syscall::exit(&ctx, kind_of, emit);
+    0
+}
+
+/// Failures are reported too: a refused ptrace or module load is itself telling.
+fn kind_of(call: &PendingCall, _ret: i64) -> Option<EventKind> {
+    Some(match call.nr {
+        nr::PTRACE | nr::PROCESS_VM_WRITEV => EventKind::Ptrace,
         nr::INIT_MODULE | nr::FINIT_MODULE => EventKind::ModuleLoad,
         nr::BPF => EventKind::BpfLoad,
         nr::MEMFD_CREATE => EventKind::MemfdCreate,
@@ -70,16 +72,8 @@ pub fn security_exit(ctx: TracePointContext) -> u32 {
         nr::DUP2 | nr::DUP3 => EventKind::FdDup,
         nr::MPROTECT | nr::MMAP => EventKind::MprotectExec,
         nr::KILL | nr::TKILL | nr::TGKILL => EventKind::Signal,
-        nr::PROCESS_VM_WRITEV => EventKind::Ptrace,
-        _ => return 0,
-    };
-    if !enabled(kind) {
-        return 0;
-    }
-    if emit(kind, &call, exit_ret(&ctx)).is_err() {
-        count_error(kind);
-    }
-    0
+        _ => return None,
+    })
 }
 
 fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
@@ -98,10 +92,11 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     }
     let sock = unsafe { &raw mut (*e).sock };
     let mut r = sock_info(0, sock);
+    if let Some(params) = nr::module_params(call.nr, a) {
+        unsafe { (*e).text_len = user_str(params, &raw mut (*e).text) };
+    }
     match call.nr {
         nr::MEMFD_CREATE => unsafe { (*e).text_len = user_str(a[0], &raw mut (*e).text) },
-        nr::INIT_MODULE => unsafe { (*e).text_len = user_str(a[2], &raw mut (*e).text) },
-        nr::FINIT_MODULE => unsafe { (*e).text_len = user_str(a[1], &raw mut (*e).text) },
         nr::BPF => {
             // union bpf_attr, BPF_PROG_LOAD: prog_type @0, insn_cnt @4, prog_name[16] @48.
             let head: [u32; 2] = read_user(a[1]).unwrap_or([0; 2]);

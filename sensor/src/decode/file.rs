@@ -1,8 +1,7 @@
 //! Decoder for `sensor-ebpf/src/file.rs`.
 
 use sensor_common::{
-    COMPONENT_LEN, EventHeader, EventKind, FILE_PATH_COMPONENTS, FileEvent, MAX_COMPONENTS,
-    syscalls,
+    COMPONENT_LEN, EventKind, FILE_PATH_COMPONENTS, FileEvent, MAX_COMPONENTS, syscalls,
 };
 
 use super::paths;
@@ -14,7 +13,7 @@ pub fn decode(
     event: &mut proto::Event,
     open_files: &mut paths::OpenFiles,
 ) -> Result<(), DecodeError> {
-    let e: FileEvent = read_record(bytes, header_kind(bytes))?;
+    let e: FileEvent = read_record(bytes)?;
     let tgid = e.header.tgid;
     let mut resolved = true;
     let mut path = text(&e.path, e.path_len);
@@ -91,12 +90,6 @@ fn from_components(buf: &[u8], count: u32) -> (String, bool) {
         .map(String::as_str)
         .collect();
     (format!("/{}", parts.join("/")), complete)
-}
-
-fn header_kind(bytes: &[u8]) -> u32 {
-    read_record::<EventHeader>(bytes, 0)
-        .map(|h| h.kind)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

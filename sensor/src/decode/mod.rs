@@ -14,7 +14,7 @@ mod security;
 
 use std::fmt;
 
-use sensor_common::{EventHeader, EventKind};
+use sensor_common::{EventHeader, EventKind, HookFamily, Record};
 
 use crate::proto;
 
@@ -88,8 +88,19 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// Copies a `T` out of the record after checking the length.
-pub(crate) fn read_record<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
+/// Copies the layout `T` out of a record, after checking the length against it. Errors
+/// name the kind the record's header declares.
+pub(crate) fn read_record<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let kind = read_header(bytes)?.kind;
+    copy_out(bytes, kind)
+}
+
+/// The header every record starts with.
+fn read_header(bytes: &[u8]) -> Result<EventHeader, DecodeError> {
+    copy_out(bytes, 0)
+}
+
+fn copy_out<T: Copy>(bytes: &[u8], kind: u32) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if bytes.len() < need {
         return Err(DecodeError::Truncated {
@@ -129,7 +140,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
 }
 
 fn decode_with(bytes: &[u8], open_files: &mut paths::OpenFiles) -> Result<Decoded, DecodeError> {
-    let raw: EventHeader = read_record(bytes, 0)?;
+    let raw = read_header(bytes)?;
     let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
     if raw.size as usize != bytes.len() {
         return Err(DecodeError::SizeMismatch {
@@ -159,20 +170,17 @@ fn decode_with(bytes: &[u8], open_files: &mut paths::OpenFiles) -> Result<Decode
         ..Default::default()
     };
     let mut args = Vec::new();
-    use EventKind::*;
-    match kind {
-        ProcessExec => args = process::exec(bytes, &mut event)?,
-        ProcessFork => {}
-        ProcessExecDenied => process::exec_denied(bytes, &mut event)?,
-        ProcessExit => process::exit(bytes, &mut event)?,
-        FileCreate | FileWrite | FileRename | FileUnlink | FileChmod | FileChown | FileTruncate
-        | FileLink | FileSymlink | FileRead | FileTimes => {
-            file::decode(bytes, &mut event, open_files)?
-        }
-        NetConnect | NetAccept | NetBind | NetListen => net::socket_call(bytes, &mut event)?,
-        DnsQuery => net::dns(bytes, &mut event)?,
-        Ptrace | ModuleLoad | BpfLoad | MemfdCreate | Setuid | Setgid | FdDup | MprotectExec
-        | Signal => security::decode(kind, bytes, &mut event)?,
+    match kind.family() {
+        HookFamily::Process | HookFamily::ExecDenial => match kind {
+            EventKind::ProcessExec => args = process::exec(bytes, &mut event)?,
+            EventKind::ProcessExecDenied => process::exec_denied(bytes, &mut event)?,
+            EventKind::ProcessExit => process::exit(bytes, &mut event)?,
+            _ => {}
+        },
+        HookFamily::File => file::decode(bytes, &mut event, open_files)?,
+        HookFamily::Net => net::socket_call(bytes, &mut event)?,
+        HookFamily::Dns => net::dns(bytes, &mut event)?,
+        HookFamily::Security => security::decode(kind, bytes, &mut event)?,
     }
     Ok(Decoded {
         header,

@@ -2,16 +2,13 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use sensor_common::{DnsEvent, EventKind, NetEvent, SockInfo, syscalls};
+use sensor_common::{AF_INET, AF_INET6, DnsEvent, NetEvent, SockInfo, syscalls};
 
 use super::{DecodeError, read_record};
 use crate::proto;
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-
 pub fn socket_call(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
-    let e: NetEvent = read_record(bytes, EventKind::NetConnect as u32)?;
+    let e: NetEvent = read_record(bytes)?;
     let mut net = sock_to_net(&e.sock);
     net.result = e.ret;
     net.backlog = e.backlog;
@@ -50,7 +47,7 @@ pub fn sock_to_net(s: &SockInfo) -> proto::NetInfo {
 }
 
 pub fn dns(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
-    let e: DnsEvent = read_record(bytes, EventKind::DnsQuery as u32)?;
+    let e: DnsEvent = read_record(bytes)?;
     let len = (e.len as usize).min(e.payload.len());
     let (query, qtype) = parse_query(&e.payload[..len]).unwrap_or_default();
     let net = sock_to_net(&e.sock);

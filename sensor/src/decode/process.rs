@@ -3,7 +3,7 @@
 
 use sensor_common::{
     DENIED_DROPPED, DENIED_UNLINKED, EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED,
-    EventKind, ExecDeniedEvent, ExecEvent, ExecImage, ExitEvent,
+    ExecDeniedEvent, ExecEvent, ExecImage, ExitEvent,
 };
 
 use super::{DecodeError, read_record, text};
@@ -11,7 +11,7 @@ use crate::proto;
 
 /// Fills `event.exec` and returns argv.
 pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, DecodeError> {
-    let e: ExecEvent = read_record(bytes, EventKind::ProcessExec as u32)?;
+    let e: ExecEvent = read_record(bytes)?;
     let len = (e.args_len as usize).min(e.args.len());
     let args = split_args(&e.args[..len]);
     let env_len = (e.env_len as usize).min(e.env.len());
@@ -35,7 +35,7 @@ pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, Decod
 
 /// Fills `event.exec` of a `process_exec_denied`: the file the caller was refused.
 pub fn exec_denied(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
-    let e: ExecDeniedEvent = read_record(bytes, EventKind::ProcessExecDenied as u32)?;
+    let e: ExecDeniedEvent = read_record(bytes)?;
     event.exec = Some(proto::ExecInfo {
         denied: match e.reason {
             DENIED_UNLINKED => "no name on disk (memfd or deleted file)",
@@ -81,7 +81,7 @@ pub fn split_args(raw: &[u8]) -> Vec<String> {
 }
 
 pub fn exit(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
-    let e: ExitEvent = read_record(bytes, EventKind::ProcessExit as u32)?;
+    let e: ExitEvent = read_record(bytes)?;
     event.exit = Some(proto::ExitInfo {
         exit_code: ((e.exit_code >> 8) & 0xff) as i32,
         signal: (e.exit_code & 0x7f) as i32,

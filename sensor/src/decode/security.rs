@@ -6,7 +6,7 @@ use super::{DecodeError, net::sock_to_net, read_record, text};
 use crate::proto;
 
 pub fn decode(kind: EventKind, bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeError> {
-    let e: SyscallEvent = read_record(bytes, kind as u32)?;
+    let e: SyscallEvent = read_record(bytes)?;
     let a = e.args;
     let syscall = nr::name(e.syscall as u64).to_string();
     let msg = text(&e.text, e.text_len);

@@ -13,7 +13,7 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{Lsm, RawTracePoint, TracePoint},
 };
-use sensor_common::{EventKind, KIND_SLOTS, KernelOffsets, SENSITIVE_NAME_LEN, syscalls};
+use sensor_common::{EventKind, HookFamily, KernelOffsets, SENSITIVE_NAME_LEN, syscalls};
 
 use super::btf;
 use crate::proto;
@@ -90,65 +90,34 @@ pub struct ProbeConfig {
     pub protected_tgids: Vec<u32>,
 }
 
-/// Hooks of one syscall family: entry and exit programs and the syscalls they follow.
+/// Programs of one syscall family; the syscalls they follow and the kinds they produce
+/// come from the tables in `sensor-common`.
 struct SyscallFamily {
+    family: HookFamily,
     enter: &'static str,
     exit: Option<&'static str>,
-    calls: &'static [&'static str],
-    kinds: &'static [EventKind],
 }
 
 const FAMILIES: &[SyscallFamily] = &[
     SyscallFamily {
+        family: HookFamily::File,
         enter: "file_enter",
         exit: Some("file_exit"),
-        calls: syscalls::FILE_SYSCALLS,
-        kinds: &[
-            EventKind::FileCreate,
-            EventKind::FileWrite,
-            EventKind::FileRename,
-            EventKind::FileUnlink,
-            EventKind::FileChmod,
-            EventKind::FileChown,
-            EventKind::FileTruncate,
-            EventKind::FileLink,
-            EventKind::FileSymlink,
-            EventKind::FileRead,
-            EventKind::FileTimes,
-        ],
     },
     SyscallFamily {
+        family: HookFamily::Net,
         enter: "net_enter",
         exit: Some("net_exit"),
-        calls: syscalls::NET_SYSCALLS,
-        kinds: &[
-            EventKind::NetConnect,
-            EventKind::NetAccept,
-            EventKind::NetBind,
-            EventKind::NetListen,
-        ],
     },
     SyscallFamily {
+        family: HookFamily::Dns,
         enter: "dns_enter",
         exit: None,
-        calls: syscalls::DNS_SYSCALLS,
-        kinds: &[EventKind::DnsQuery],
     },
     SyscallFamily {
+        family: HookFamily::Security,
         enter: "security_enter",
         exit: Some("security_exit"),
-        calls: syscalls::SECURITY_SYSCALLS,
-        kinds: &[
-            EventKind::Ptrace,
-            EventKind::ModuleLoad,
-            EventKind::BpfLoad,
-            EventKind::MemfdCreate,
-            EventKind::Setuid,
-            EventKind::Setgid,
-            EventKind::FdDup,
-            EventKind::MprotectExec,
-            EventKind::Signal,
-        ],
     },
 ];
 
@@ -212,12 +181,13 @@ impl Probes {
             }
         }
         for fam in FAMILIES {
-            if !fam.kinds.iter().any(|k| enabled.contains(k)) {
+            if !EventKind::of_family(fam.family).any(|k| enabled.contains(&k)) {
                 continue;
             }
+            let calls: Vec<&str> = syscalls::names_of(fam.family).collect();
             for (prog, dir) in [(Some(fam.enter), "enter"), (fam.exit, "exit")] {
                 let Some(prog) = prog else { continue };
-                status.extend(attach_syscalls(&mut ebpf, prog, dir, fam.calls));
+                status.extend(attach_syscalls(&mut ebpf, prog, dir, &calls));
             }
         }
 
@@ -245,8 +215,6 @@ impl Probes {
         })
     }
 }
-
-const _: () = assert!(KIND_SLOTS > 40);
 
 fn attach_raw(ebpf: &mut Ebpf, name: &str) -> proto::ProgramStatus {
     attach_raw_as(ebpf, name, name)

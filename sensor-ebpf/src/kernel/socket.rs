@@ -1,0 +1,70 @@
+//! Sockets: what the kernel holds for a socket file, and the address a caller passed.
+
+use sensor_common::{AF_INET, AF_INET6, SockInfo};
+
+use super::{
+    globals::off,
+    task::{read, read_ptr},
+    user::read_user,
+};
+
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+
+/// Describes the socket behind `file`; `family` stays 0 if it is not one.
+#[inline(always)]
+pub fn sock_info(file: usize, out: *mut SockInfo) -> Result<(), i64> {
+    let o = off();
+    unsafe {
+        (*out) = SockInfo::default();
+    }
+    if file == 0 {
+        return Ok(());
+    }
+    let inode = read_ptr(file, o.file_inode)?;
+    let mode: u16 = read(inode, o.inode_mode)?;
+    if mode & S_IFMT != S_IFSOCK {
+        return Ok(());
+    }
+    let socket = read_ptr(file, o.file_private_data)?;
+    let sk = read_ptr(socket, o.socket_sk)?;
+    let family: u16 = read(sk, o.sk_family)?;
+    unsafe {
+        (*out).family = family;
+        (*out).sock_type = read(sk, o.sk_type)?;
+        (*out).protocol = read(sk, o.sk_protocol)?;
+        (*out).lport = read(sk, o.sk_num)?;
+        (*out).rport = u16::from_be(read(sk, o.sk_dport)?);
+        if family == AF_INET {
+            let d: [u8; 4] = read(sk, o.sk_daddr)?;
+            let s: [u8; 4] = read(sk, o.sk_rcv_saddr)?;
+            (*out).raddr = [d[0], d[1], d[2], d[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            (*out).laddr = [s[0], s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        } else if family == AF_INET6 {
+            (*out).raddr = read(sk, o.sk_v6_daddr)?;
+            (*out).laddr = read(sk, o.sk_v6_rcv_saddr)?;
+        }
+    }
+    Ok(())
+}
+
+/// Parses a user `struct sockaddr` into `out` (family, port, address); AF_INET/AF_INET6 only.
+#[inline(always)]
+pub fn user_sockaddr(addr: u64, out: *mut SockInfo) -> Result<u16, i64> {
+    if addr == 0 {
+        return Ok(0);
+    }
+    let family: u16 = read_user(addr)?;
+    let port: u16 = read_user(addr + 2)?;
+    unsafe {
+        (*out).family = family;
+        (*out).rport = u16::from_be(port);
+        if family == AF_INET {
+            let a: [u8; 4] = read_user(addr + 4)?;
+            (*out).raddr = [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        } else if family == AF_INET6 {
+            (*out).raddr = read_user(addr + 8)?;
+        }
+    }
+    Ok(family)
+}
