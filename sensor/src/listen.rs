@@ -17,6 +17,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use sensor_proto::client::writable_by_others;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig, server::TcpIncoming};
 
 /// Certificates and keys are small; a bound keeps a FIFO or a huge file from stalling
@@ -237,51 +238,4 @@ fn lock(path: &Path) -> Result<fs::File> {
     f.set_len(0)?;
     write!(f, "{}", std::process::id())?;
     Ok(f)
-}
-
-/// What a client checks before talking to `path`: that the socket and its directory are
-/// root's (and not writable by others), so a local user who planted a socket of their own
-/// there cannot feed root's CLI forged answers or collect what it sends.
-pub fn check_daemon_socket(path: &Path) -> Result<()> {
-    let m = fs::symlink_metadata(path).with_context(|| {
-        format!(
-            "no sensor daemon socket at {} (is the daemon running?)",
-            path.display()
-        )
-    })?;
-    if !m.file_type().is_socket() {
-        bail!("{} is not a socket", path.display());
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let dm = fs::metadata(dir).with_context(|| dir.display().to_string())?;
-    for (p, m, what) in [
-        (dir, &dm, "the socket's directory"),
-        (path, &m, "the socket"),
-    ] {
-        if m.uid() != 0 {
-            bail!(
-                "{what} {} belongs to uid {}, not root: it is not the sensor daemon's",
-                p.display(),
-                m.uid()
-            );
-        }
-    }
-    if writable_by_others(&dm) {
-        bail!(
-            "the socket's directory {} is writable by others (mode {:04o}): it is not the \
-             sensor daemon's",
-            dir.display(),
-            dm.mode() & 0o7777
-        );
-    }
-    Ok(())
-}
-
-/// Group root's members are root's own; any other group or user that can write a
-/// directory could swap what is in it.
-fn writable_by_others(m: &fs::Metadata) -> bool {
-    m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0)
 }
