@@ -381,7 +381,12 @@ async fn a_lower_case_detection_id_switches_the_rule_off() {
     let d = Daemon::start(&["--detections-config", cfg.to_str().unwrap()]).unwrap();
     let running = health(&d.socket).await.unwrap().detection.unwrap().builtin;
     // Every built-in rule runs in a daemon with no detections config.
-    let all = health(shared_daemon()).await.unwrap().detection.unwrap().builtin;
+    let all = health(shared_daemon())
+        .await
+        .unwrap()
+        .detection
+        .unwrap()
+        .builtin;
     assert_eq!(running, all - 1);
 }
 

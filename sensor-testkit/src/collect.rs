@@ -140,4 +140,3 @@ pub fn from(e: &Event, pid: u32) -> bool {
 pub fn pid_of(e: &Event) -> u32 {
     e.process.as_ref().map_or(0, |p| p.pid)
 }
-

@@ -99,7 +99,8 @@ pub struct Daemon {
     log: PathBuf,
     ready_timeout: Duration,
     stop_timeout: Duration,
-    _dir: Option<TempDir>,
+    /// A test daemon's private directory (socket, log, state), removed after it stops.
+    dir: Option<TempDir>,
 }
 
 impl Daemon {
@@ -119,7 +120,10 @@ impl Daemon {
         )
         .args(extra.iter().copied());
         if !extra.contains(&"--state-dir") {
-            spec = spec.args([OsString::from("--state-dir"), dir.path().join("state").into()]);
+            spec = spec.args([
+                OsString::from("--state-dir"),
+                dir.path().join("state").into(),
+            ]);
         }
         // Real-time protection marks every local filesystem by default: a test daemon
         // marks only the tmpfs its test mounted (`--rtp-mount`), or nothing.
@@ -128,7 +132,7 @@ impl Daemon {
         }
         spec.die_with_parent = die_with_parent;
         let mut d = Self::spawn(spec)?;
-        d._dir = Some(dir);
+        d.dir = Some(dir);
         d.wait_ready()?;
         Ok(d)
     }
@@ -172,7 +176,7 @@ impl Daemon {
             log: spec.log,
             ready_timeout: spec.ready_timeout,
             stop_timeout: spec.stop_timeout,
-            _dir: None,
+            dir: None,
         })
     }
 

@@ -48,7 +48,8 @@ impl Tmpfs {
     fn mount_on(path: &Path, source: &str, options: &str, flags: libc::c_ulong) -> Result<Self> {
         let c = |s: &[u8]| CString::new(s).context("mount argument contains NUL");
         let target = c(path.as_os_str().as_bytes())?;
-        let (source, fstype, options) = (c(source.as_bytes())?, c(b"tmpfs")?, c(options.as_bytes())?);
+        let (source, fstype, options) =
+            (c(source.as_bytes())?, c(b"tmpfs")?, c(options.as_bytes())?);
         // SAFETY: all strings are NUL-terminated and outlive the call.
         let rc = unsafe {
             libc::mount(

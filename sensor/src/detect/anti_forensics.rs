@@ -110,7 +110,12 @@ mod tests {
     const ID: &str = "SNS-0011";
 
     fn timestomp(path: &str, explicit: bool) -> proto::Event {
-        let mut e = file("file_times", &process(3100, "/usr/bin/touch", &[]), path, "");
+        let mut e = file(
+            "file_times",
+            &process(3100, "/usr/bin/touch", &[]),
+            path,
+            "",
+        );
         e.file.as_mut().unwrap().explicit_times = explicit;
         e
     }
@@ -118,7 +123,10 @@ mod tests {
     #[test]
     fn logs_and_history_wiped_and_binaries_timestomped() {
         let rm = process(3000, "/usr/bin/rm", &["rm", "/var/log/auth.log"]);
-        assert!(raises(ID, vec![file("file_unlink", &rm, "/var/log/auth.log", "")]));
+        assert!(raises(
+            ID,
+            vec![file("file_unlink", &rm, "/var/log/auth.log", "")]
+        ));
         let truncate = process(3001, "/usr/bin/truncate", &[]);
         assert!(raises(
             ID,
@@ -127,9 +135,19 @@ mod tests {
         let ln = process(3002, "/usr/bin/ln", &[]);
         assert!(raises(
             ID,
-            vec![file("file_symlink", &ln, "/dev/null", "/root/.bash_history")]
+            vec![file(
+                "file_symlink",
+                &ln,
+                "/dev/null",
+                "/root/.bash_history"
+            )]
         ));
-        let mut shell = file("file_write", &process(3003, "/usr/bin/bash", &[]), "/root/.zsh_history", "");
+        let mut shell = file(
+            "file_write",
+            &process(3003, "/usr/bin/bash", &[]),
+            "/root/.zsh_history",
+            "",
+        );
         shell.file.as_mut().unwrap().flags = 0o1000; // O_TRUNC
         assert!(raises(ID, vec![shell]));
         assert!(raises(ID, vec![timestomp("/usr/bin/ls", true)]));
@@ -143,16 +161,25 @@ mod tests {
             vec![file("file_unlink", &logrotate, "/var/log/syslog.7.gz", "")]
         ));
         let dpkg = process(3011, "/usr/bin/dpkg", &[]);
-        assert!(!raises(ID, vec![file("file_unlink", &dpkg, "/var/log/apt/old.log", "")]));
+        assert!(!raises(
+            ID,
+            vec![file("file_unlink", &dpkg, "/var/log/apt/old.log", "")]
+        ));
         // Replacing a binary is an upgrade; only its chosen times are the signal.
         let rm = process(3012, "/usr/bin/rm", &[]);
-        assert!(!raises(ID, vec![file("file_unlink", &rm, "/usr/bin/ls", "")]));
+        assert!(!raises(
+            ID,
+            vec![file("file_unlink", &rm, "/usr/bin/ls", "")]
+        ));
         let mut created = file("file_create", &rm, "/var/log/app.log", "");
         created.file.as_mut().unwrap().flags = 0o1000;
         assert!(!raises(ID, vec![created]));
         assert!(!raises(ID, vec![timestomp("/usr/bin/ls", false)]));
         assert!(!raises(ID, vec![timestomp("/home/user/notes.txt", true)]));
         let editor = process(3013, "/usr/bin/vim", &[]);
-        assert!(!raises(ID, vec![file("file_unlink", &editor, "/home/user/draft.txt", "")]));
+        assert!(!raises(
+            ID,
+            vec![file("file_unlink", &editor, "/home/user/draft.txt", "")]
+        ));
     }
 }

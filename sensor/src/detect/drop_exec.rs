@@ -124,7 +124,10 @@ mod tests {
         let staged = process(3203, "/dev/shm/.k", &[]);
         assert!(raises(
             ID,
-            vec![file("file_rename", &mv, "/root/k", "/dev/shm/.k"), exec(&staged)]
+            vec![
+                file("file_rename", &mv, "/root/k", "/dev/shm/.k"),
+                exec(&staged)
+            ]
         ));
     }
 
@@ -141,7 +144,10 @@ mod tests {
         let built = process(3213, "/home/user/src/a.out", &[]);
         assert!(!raises(
             ID,
-            vec![file("file_write", &cc, "/home/user/src/a.out", ""), exec(&built)]
+            vec![
+                file("file_write", &cc, "/home/user/src/a.out", ""),
+                exec(&built)
+            ]
         ));
         // A file in /tmp that was never written since the sensor started.
         assert!(!raises(ID, vec![exec(&process(3214, "/tmp/tool", &[]))]));

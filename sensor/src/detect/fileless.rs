@@ -64,7 +64,10 @@ mod tests {
 
     #[test]
     fn programs_on_disk_are_quiet() {
-        assert!(!raises(ID, vec![exec(&process(3310, "/usr/bin/ls", &["ls"]))]));
+        assert!(!raises(
+            ID,
+            vec![exec(&process(3310, "/usr/bin/ls", &["ls"]))]
+        ));
         // A hard-linked program (two links) is still a file on disk.
         let mut linked = exec(&process(3311, "/usr/bin/python3", &[]));
         linked.exec.as_mut().unwrap().nlink = 2;

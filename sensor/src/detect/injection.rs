@@ -131,9 +131,24 @@ mod tests {
             ptrace("/usr/bin/strace", "PTRACE_SEIZE", 1234, 0),
             ptrace("/tmp/inject", "PTRACE_ATTACH", 1234, -1),
             ptrace("/tmp/inject", "PTRACE_POKEDATA", 3400, 0),
-            file("file_write", &process(3402, "/usr/bin/python3", &[]), "/proc/self/mem", ""),
-            file("file_write", &process(3403, "/usr/bin/python3", &[]), "/proc/3403/mem", ""),
-            file("file_write", &process(3404, "/usr/bin/gdb", &[]), "/proc/1234/mem", ""),
+            file(
+                "file_write",
+                &process(3402, "/usr/bin/python3", &[]),
+                "/proc/self/mem",
+                "",
+            ),
+            file(
+                "file_write",
+                &process(3403, "/usr/bin/python3", &[]),
+                "/proc/3403/mem",
+                "",
+            ),
+            file(
+                "file_write",
+                &process(3404, "/usr/bin/gdb", &[]),
+                "/proc/1234/mem",
+                "",
+            ),
         ] {
             let ids = detection_ids(vec![e.clone()]);
             assert!(!ids.iter().any(|i| i == "SNS-0006"), "{e:?}: {ids:?}");

@@ -156,8 +156,15 @@ mod tests {
     #[test]
     fn output_only_to_a_socket_or_a_local_pipe_is_quiet() {
         // A command that sends its output over the network, its stdin untouched.
-        let bash = process(3720, "/usr/bin/bash", &["bash", "-c", "tar c . >/dev/tcp/h/p"]);
-        assert!(!raises(ID, vec![fd_dup(&bash, 3, 1, Some(tcp_socket(9000)))]));
+        let bash = process(
+            3720,
+            "/usr/bin/bash",
+            &["bash", "-c", "tar c . >/dev/tcp/h/p"],
+        );
+        assert!(!raises(
+            ID,
+            vec![fd_dup(&bash, 3, 1, Some(tcp_socket(9000)))]
+        ));
         // A shell's stdio on a pipe (no socket): ordinary redirection.
         let sh = process(3721, "/bin/sh", &["sh"]);
         assert!(!raises(

@@ -114,7 +114,12 @@ mod tests {
     #[test]
     fn shells_of_non_servers_and_other_children_of_servers_are_quiet() {
         let cron = process(3820, "/usr/sbin/cron", &["cron"]);
-        let sh = child(&cron, 3821, "/bin/sh", &["sh", "-c", "run-parts /etc/cron.daily"]);
+        let sh = child(
+            &cron,
+            3821,
+            "/bin/sh",
+            &["sh", "-c", "run-parts /etc/cron.daily"],
+        );
         assert!(!raises(ID, vec![exec(&sh)]));
         let nginx = process(3830, "/usr/sbin/nginx", &["nginx"]);
         let gzip = child(&nginx, 3831, "/usr/bin/gzip", &["gzip", "access.log.1"]);
