@@ -23,7 +23,9 @@ fn socket_is_root_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reflection_lists_the_service() {
-    let channel = sensor::cli::channel(shared_daemon()).await.unwrap();
+    let channel = sensor_proto::client::channel(shared_daemon())
+        .await
+        .unwrap();
     let mut client = ServerReflectionClient::new(channel);
     let req = ServerReflectionRequest {
         host: String::new(),

@@ -20,7 +20,7 @@ fn me() -> u32 {
     std::process::id()
 }
 
-fn file_of(e: &Event) -> sensor::proto::FileInfo {
+fn file_of(e: &Event) -> sensor_proto::FileInfo {
     e.file.clone().unwrap_or_default()
 }
 

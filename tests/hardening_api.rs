@@ -14,7 +14,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-use sensor::proto::{self, sensor_client::SensorClient};
+use sensor_proto::{self as proto, sensor_client::SensorClient};
 use sensor_tests::{Daemon, TempDir, as_nobody, nobody_uid, sensor_bin};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 

@@ -21,7 +21,7 @@ fn daemon(mode: &str, mount: &Tmpfs, scope_pid: u32, extra: &[&str]) -> Daemon {
 }
 
 /// Real-time protection's health; callable from sync and async tests alike.
-fn rtp(d: &Daemon) -> sensor::proto::RealTimeProtection {
+fn rtp(d: &Daemon) -> sensor_proto::RealTimeProtection {
     d.rtp_health()
 }
 

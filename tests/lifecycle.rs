@@ -23,7 +23,7 @@ fn prog_exists(id: u32) -> bool {
     false
 }
 
-fn attached_prog_ids(h: &sensor::proto::Health) -> HashSet<u32> {
+fn attached_prog_ids(h: &sensor_proto::Health) -> HashSet<u32> {
     h.programs
         .iter()
         .filter(|p| p.attached && p.prog_id != 0)
@@ -67,7 +67,7 @@ async fn process_table_stays_bounded_under_churn() {
     let d = Daemon::start(&["--process-table-capacity", "4096"]).unwrap();
     let before = health(&d.socket).await.unwrap();
     let base = before.process_table.unwrap().size;
-    let received = |h: &sensor::proto::Health, kind: &str| {
+    let received = |h: &sensor_proto::Health, kind: &str| {
         h.events
             .iter()
             .find(|k| k.kind == kind)

@@ -120,7 +120,7 @@ fn explained(e: anyhow::Error, d: &Daemon) -> anyhow::Error {
 
 /// Hooks the kernel lacks (their tracepoint does not exist); anything else that failed to
 /// load or attach is an error.
-fn missing_hooks(h: &sensor::proto::Health) -> Result<Vec<String>> {
+fn missing_hooks(h: &sensor_proto::Health) -> Result<Vec<String>> {
     let failed: Vec<_> = h.programs.iter().filter(|p| !p.attached).collect();
     let refused: Vec<_> = failed
         .iter()
@@ -266,7 +266,7 @@ fn memfd(image: &[u8]) -> Result<i32> {
     Ok(fd)
 }
 
-async fn detection(c: &Collector, id: &str) -> Result<sensor::proto::Detection> {
+async fn detection(c: &Collector, id: &str) -> Result<sensor_proto::Detection> {
     let e = expect(c, id, |e| sensor_tests::is(e, id)).await?;
     Ok(e.detection.unwrap_or_default())
 }

@@ -21,7 +21,7 @@ fn daemon(mode: &str, mount: &Tmpfs, extra: &[&str]) -> Daemon {
 }
 
 /// Real-time protection's health; callable from sync and async tests alike.
-fn rtp(d: &Daemon) -> sensor::proto::RealTimeProtection {
+fn rtp(d: &Daemon) -> sensor_proto::RealTimeProtection {
     d.rtp_health()
 }
 
@@ -46,7 +46,11 @@ fn install_definitions(d: &Daemon, files: &[(&str, String)]) -> TempDir {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    sensor::antimalware::scan::sha256_hex(data)
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

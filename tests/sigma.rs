@@ -14,7 +14,7 @@ const LOG_DELETION: &str = "a64f783c-ab38-45ea-9ab0-4dc5fae7122e";
 
 const KINDS: [&str; 2] = ["detection", "process_exit"];
 
-fn sigma_detection<'a>(e: &'a Event, id: &str) -> Option<&'a sensor::proto::Detection> {
+fn sigma_detection<'a>(e: &'a Event, id: &str) -> Option<&'a sensor_proto::Detection> {
     e.detection
         .as_ref()
         .filter(|d| d.id == id && d.source == "sigma")

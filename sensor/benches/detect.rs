@@ -4,7 +4,8 @@
 
 use std::{
     os::fd::AsRawFd,
-    process::{Command, Stdio},
+    path::Path,
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -12,136 +13,10 @@ use sensor::{
     detect::{DetectConfig, DetectionEngine},
     proto,
 };
-
-fn process(pid: u32, exe: &str, args: &[&str]) -> proto::Process {
-    proto::Process {
-        pid,
-        ppid: 1000,
-        start_time: pid as u64 * 10_000_000,
-        exe: exe.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        user: "root".into(),
-        parent_exe: "/usr/bin/bash".into(),
-        parent_args: vec!["bash".into()],
-        ancestors: vec![
-            proto::Ancestor {
-                pid: 1000,
-                start_time: 1,
-                exe: "/usr/bin/bash".into(),
-            },
-            proto::Ancestor {
-                pid: 1,
-                start_time: 0,
-                exe: "/sbin/init".into(),
-            },
-        ],
-        ..Default::default()
-    }
-}
-
-/// A mix shaped like a busy server: file writes and process churn dominate.
-fn mix(n: usize) -> Vec<proto::Event> {
-    (0..n)
-        .map(|i| {
-            let pid = 2000 + (i % 500) as u32;
-            let mut e = proto::Event {
-                seq: i as u64 + 1,
-                timestamp_ns: i as u64 * 1000,
-                ..Default::default()
-            };
-            match i % 20 {
-                0..=3 => {
-                    e.kind = "process_exec".into();
-                    e.process = Some(process(
-                        pid,
-                        "/usr/bin/python3",
-                        &["python3", "-m", "app.worker", "--queue", "default"],
-                    ));
-                    e.exec = Some(proto::ExecInfo {
-                        filename: "/usr/bin/python3".into(),
-                        nlink: 1,
-                        ..Default::default()
-                    });
-                }
-                4 | 5 => e.kind = "process_fork".into(),
-                6 | 7 => e.kind = "process_exit".into(),
-                8..=12 => {
-                    e.kind = if i % 2 == 0 {
-                        "file_write"
-                    } else {
-                        "file_create"
-                    }
-                    .into();
-                    e.file = Some(proto::FileInfo {
-                        path: format!("/var/lib/app/data/{}.json", i % 97),
-                        ..Default::default()
-                    });
-                }
-                13 => {
-                    e.kind = "file_rename".into();
-                    e.file = Some(proto::FileInfo {
-                        path: "/tmp/x.part".into(),
-                        new_path: "/tmp/x".into(),
-                        ..Default::default()
-                    });
-                }
-                14 | 15 => {
-                    e.kind = "net_connect".into();
-                    e.net = Some(proto::NetInfo {
-                        dst_addr: "10.0.0.5".into(),
-                        dst_port: 5432,
-                        family: "inet".into(),
-                        protocol: "tcp".into(),
-                        ..Default::default()
-                    });
-                }
-                16 => {
-                    e.kind = "dns_query".into();
-                    e.dns = Some(proto::DnsInfo {
-                        query: "db.internal".into(),
-                        qtype: 1,
-                        ..Default::default()
-                    });
-                }
-                17 => {
-                    e.kind = "fd_dup".into();
-                    e.fd_dup = Some(proto::FdDupInfo {
-                        oldfd: 3,
-                        newfd: 1,
-                        result: 1,
-                        ..Default::default()
-                    });
-                }
-                18 => {
-                    e.kind = "file_unlink".into();
-                    e.file = Some(proto::FileInfo {
-                        path: "/tmp/x".into(),
-                        ..Default::default()
-                    });
-                }
-                _ => {
-                    e.kind = "net_accept".into();
-                    e.net = Some(proto::NetInfo {
-                        src_port: 8080,
-                        family: "inet".into(),
-                        ..Default::default()
-                    });
-                }
-            }
-            if e.process.is_none() {
-                e.process = Some(process(
-                    pid,
-                    "/usr/bin/python3",
-                    &["python3", "-m", "app.worker"],
-                ));
-            }
-            e
-        })
-        .collect()
-}
+use sensor_testkit::{Daemon, DaemonSpec, TempDir, events::server_mix};
 
 fn throughput() {
-    let events = mix(100_000);
+    let events = server_mix(100_000);
     let (sigma, _) = sensor::detect::sigma::SigmaRules::load(None).expect("shipped Sigma rules");
     let rules = sigma.len();
     let mut engine = DetectionEngine::new(DetectConfig::default()).with_sigma(sigma);
@@ -178,25 +53,13 @@ fn latency(triggers: usize) -> anyhow::Result<()> {
         println!("latency: SENSOR_BIN not set, skipped");
         return Ok(());
     };
-    let dir = std::env::temp_dir().join(format!("sensor-bench-detect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let socket = dir.join("sensor.sock");
-    let mut daemon = Command::new(bin)
-        .args(["daemon", "--socket"])
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let dir = TempDir::new("bench-detect");
+    let socket = dir.path().join("sensor.sock");
+    let spec = DaemonSpec::new(Path::new(&bin), &socket, &dir.path().join("daemon.log"));
+    let mut daemon = Daemon::launch(spec)?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut client = loop {
-            if let Ok(c) = sensor::cli::connect(&socket).await {
-                break c;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "daemon not ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let mut client = sensor_testkit::client(&socket).await?;
         let req = proto::StreamEventsRequest {
             kinds: vec!["detection".into()],
             pids: vec![std::process::id()],
@@ -233,9 +96,7 @@ fn latency(triggers: usize) -> anyhow::Result<()> {
         println!("latency: target p99 < 50 ms: {}", if p99 < 50.0 { "PASS" } else { "MISS" });
         Ok(())
     });
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let _ = daemon.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    daemon.stop()?;
     result
 }
 

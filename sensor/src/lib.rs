@@ -22,12 +22,8 @@ pub mod pipeline;
 pub mod safe_fs;
 pub mod scope;
 
-/// Generated from `proto/sensor/v1/sensor.proto`.
-pub mod proto {
-    tonic::include_proto!("sensor.v1");
-
-    /// Encoded descriptors, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sensor_descriptor");
-}
+/// The protocol, generated from `proto/sensor/v1/sensor.proto` in its own crate so that
+/// clients build without the daemon.
+pub use sensor_proto as proto;
 
 pub use decode::split_args;

@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use sensor_proto::client::writable_by_others;
 
 /// Opens `path` for reading if it is a regular file itself (not through a symlink), without
 /// ever blocking on a FIFO or touching a device: checked before the open (so a device's open
@@ -105,12 +106,6 @@ pub fn owned_and_not_shared(path: &Path, m: &fs::Metadata, what: &str) -> Result
         );
     }
     Ok(())
-}
-
-/// Group root's members are root's own; any other group or user that can write a
-/// directory could swap what is in it.
-pub fn writable_by_others(m: &fs::Metadata) -> bool {
-    m.mode() & 0o002 != 0 || (m.mode() & 0o020 != 0 && m.gid() != 0)
 }
 
 #[cfg(test)]

@@ -9,15 +9,17 @@
 //!   (in `bench_rtp`).
 //! - `fp`: detections raised by everyday admin work (in `bench_fp`).
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
+
+use sensor_testkit::{Daemon, DaemonSpec, TempDir};
 
 use crate::banner;
 use crate::build::{Profile, build};
@@ -107,7 +109,7 @@ fn capture(args: &CaptureArgs) -> Result<()> {
         "bench capture: {n} fork+exec of /bin/true per run, {} rounds of baseline then sensor",
         args.rounds
     ));
-    let tmp = TempDir::new("xtask-bench-capture")?;
+    let tmp = TempDir::new("bench-capture");
 
     // The first storm after a build runs on a cold page cache; keep it out
     // of the comparison.
@@ -162,19 +164,30 @@ fn run_storm(iterations: u64) -> Result<f64> {
 fn sensor_run(bin: &Path, tmp: &Path, round: u32, n: u64, baseline_secs: f64) -> Result<Round> {
     let socket = tmp.join("sensor.sock");
     let _ = fs::remove_file(&socket);
-    let mut daemon = Daemon::start(bin, &socket, &tmp.join(format!("daemon-{round}.log")), &[])?;
-    let before = daemon.wait_ready(bin, &socket)?;
+    let spec = DaemonSpec {
+        ready_timeout: READY_TIMEOUT,
+        stop_timeout: STOP_TIMEOUT,
+        ..DaemonSpec::new(bin, &socket, &tmp.join(format!("daemon-{round}.log")))
+    }
+    .args(["--mode", "passive"]);
+    let mut daemon = Daemon::launch(spec)?;
+    let before = daemon.health_json()?;
     let sensor_secs = run_storm(n)?;
     // Events still sit in the ring buffer and the pipeline when the storm ends.
     sleep(DRAIN);
-    let after = health(bin, &socket).context("reading health after the storm failed")?;
+    let after = daemon
+        .health_json()
+        .context("reading health after the storm failed")?;
     let cpu_secs = daemon_cpu_secs(daemon.pid())
         .inspect_err(|e| eprintln!("bench: warning: daemon CPU time: {e:#}"))
         .ok();
     let peak_rss_mb = daemon_peak_rss_mb(daemon.pid())
         .inspect_err(|e| eprintln!("bench: warning: daemon peak RSS: {e:#}"))
         .ok();
-    daemon.stop()?;
+    let status = daemon.stop()?;
+    if !status.success() {
+        eprintln!("bench: warning: the daemon exited with {status} after SIGTERM");
+    }
 
     let (before, after) = (HealthCounts::from(&before), HealthCounts::from(&after));
     Ok(Round {
@@ -209,115 +222,6 @@ impl From<&Value> for HealthCounts {
                 .pointer("/events/received/process_exec")
                 .and_then(Value::as_u64),
             lost,
-        }
-    }
-}
-
-pub(crate) fn health(bin: &Path, socket: &Path) -> Result<Value> {
-    let out = cmd::output(
-        Command::new(bin)
-            .args(["health", "--socket"])
-            .arg(socket)
-            .args(["--output", "json"]),
-    )?;
-    serde_json::from_str(&out).with_context(|| format!("health printed invalid JSON: {out:?}"))
-}
-
-/// A daemon started by the bench; killed on drop so that an error midway
-/// never leaves a sensor running.
-pub(crate) struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// A passive daemon on `socket`, with `extra` daemon arguments.
-    pub(crate) fn start(bin: &Path, socket: &Path, log: &Path, extra: &[&str]) -> Result<Self> {
-        let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-        let mut cmd = Command::new(bin);
-        cmd.args(["daemon", "--mode", "passive", "--socket"])
-            .arg(socket)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("could not start `{}`", describe(&cmd)))?;
-        Ok(Self {
-            child,
-            log: log.to_owned(),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Polls health until it answers, and returns that first answer.
-    pub(crate) fn wait_ready(&mut self, bin: &Path, socket: &Path) -> Result<Value> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "the daemon exited ({status}) before it answered health; its log {}:\n{}",
-                    self.log.display(),
-                    self.log_tail()
-                );
-            }
-            match health(bin, socket) {
-                Ok(v) => return Ok(v),
-                Err(e) if Instant::now() >= deadline => bail!(
-                    "the daemon did not answer health within {}s (last error: {e:#}); its log {}:\n{}",
-                    READY_TIMEOUT.as_secs(),
-                    self.log.display(),
-                    self.log_tail()
-                ),
-                Err(_) => sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-
-    pub(crate) fn stop(&mut self) -> Result<()> {
-        let pid = libc::pid_t::try_from(self.pid()).context("pid out of range")?;
-        // SAFETY: plain syscall on our own child, which has not been reaped.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            let err = std::io::Error::last_os_error();
-            bail!("sending SIGTERM to the daemon (pid {pid}) failed: {err}");
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the daemon (pid {pid}) did not exit within {}s of SIGTERM; its log {}:\n{}",
-                    STOP_TIMEOUT.as_secs(),
-                    self.log.display(),
-                    self.log_tail()
-                );
-            }
-            sleep(Duration::from_millis(50));
-        };
-        if !status.success() {
-            eprintln!("bench: warning: the daemon exited with {status} after SIGTERM");
-        }
-        Ok(())
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -460,28 +364,6 @@ fn report(rounds: &[Round], n: u64) {
         or_na(rss, |v| format!("{v:.1}")),
         verdict(rss.map(|r| r < TARGET_RSS_MB))
     );
-}
-
-/// A scratch directory for the daemon's socket and logs, removed on drop.
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(prefix: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self(path))
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use sensor_testkit::{Daemon, DaemonSpec, TempDir};
 use serde_json::Value;
 
 use crate::banner;
-use crate::bench::{Daemon, TempDir};
 use crate::build::{Profile, build, workspace_root};
 use crate::cmd::{self, command};
 use crate::setup::Apt;
@@ -30,17 +30,14 @@ pub fn fp() -> Result<()> {
     }
     let artifacts = build(Profile::Release)?;
     banner("bench fp: a passive daemon with its defaults, on a rebuild and on package work");
-    let tmp = TempDir::new("xtask-bench-fp")?;
+    let tmp = TempDir::new("bench-fp");
     let socket = tmp.path().join("sensor.sock");
     let state = tmp.path().join("state");
     let bin = &artifacts.sensor_bin;
-    let mut daemon = Daemon::start(
-        bin,
-        &socket,
-        &tmp.path().join("daemon.log"),
-        &["--state-dir", state.to_str().context("state dir path")?],
-    )?;
-    daemon.wait_ready(bin, &socket)?;
+    let spec = DaemonSpec::new(bin, &socket, &tmp.path().join("daemon.log"))
+        .args(["--mode", "passive", "--state-dir"])
+        .args([&state]);
+    let mut daemon = Daemon::launch(spec)?;
 
     println!("bench: rebuilding the sensor crate ...");
     cmd::run(command("touch").arg(workspace_root().join("sensor/src/lib.rs")))?;
@@ -63,13 +60,9 @@ pub fn fp() -> Result<()> {
     }
     sleep(DRAIN);
 
-    let out = cmd::output(
-        Command::new(bin)
-            .args(["detections", "list", "--output", "json", "--socket"])
-            .arg(&socket),
-    )?;
+    let out = daemon.cli(&["detections", "list", "--output", "json"])?;
     // Zero detections mean something only from a daemon that saw the work.
-    let health = crate::bench::health(bin, &socket)?;
+    let health = daemon.health_json()?;
     daemon.stop()?;
     let seen = |kind: &str| {
         health

@@ -8,13 +8,13 @@
 
 use std::{
     fs::{self, DirBuilder},
-    os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
     path::Path,
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::safe_fs::{owned_and_not_shared, writable_by_others};
+use crate::safe_fs::owned_and_not_shared;
 
 /// Binds the API's unix socket at `path`.
 pub async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
@@ -76,45 +76,4 @@ fn ensure_private_parent(dir: &Path) -> Result<()> {
         Err(e) => Err(e).with_context(|| format!("the socket directory {}", dir.display())),
         Ok(m) => owned_and_not_shared(dir, &m, "the socket's directory"),
     }
-}
-
-/// What a client checks before talking to `path`: that the socket and its directory are
-/// root's (and not writable by others), so a local user who planted a socket of their own
-/// there cannot feed root's CLI forged answers or collect what it sends.
-pub fn check_daemon_socket(path: &Path) -> Result<()> {
-    let m = fs::symlink_metadata(path).with_context(|| {
-        format!(
-            "no sensor daemon socket at {} (is the daemon running?)",
-            path.display()
-        )
-    })?;
-    if !m.file_type().is_socket() {
-        bail!("{} is not a socket", path.display());
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let dm = fs::metadata(dir).with_context(|| dir.display().to_string())?;
-    for (p, m, what) in [
-        (dir, &dm, "the socket's directory"),
-        (path, &m, "the socket"),
-    ] {
-        if m.uid() != 0 {
-            bail!(
-                "{what} {} belongs to uid {}, not root: it is not the sensor daemon's",
-                p.display(),
-                m.uid()
-            );
-        }
-    }
-    if writable_by_others(&dm) {
-        bail!(
-            "the socket's directory {} is writable by others (mode {:04o}): it is not the \
-             sensor daemon's",
-            dir.display(),
-            dm.mode() & 0o7777
-        );
-    }
-    Ok(())
 }

@@ -1,8 +1,6 @@
 //! Errors as people read them: one line that says what went wrong and what to do, never
 //! a transport's debug dump or a gRPC status with its metadata.
 
-use std::{io, path::Path};
-
 use tonic::{Code, Status};
 
 /// A command line the CLI refuses before talking to the daemon: exit status 2, like a
@@ -21,26 +19,6 @@ impl std::error::Error for UsageError {}
 /// The exit status for an error that ends the command: 2 for usage, 1 otherwise.
 pub fn exit_status(e: &anyhow::Error) -> u8 {
     if e.is::<UsageError>() { 2 } else { 1 }
-}
-
-/// Why the daemon's socket could not be reached, with the remedy.
-pub fn unreachable_daemon(socket: &Path, dial: Option<io::Error>) -> anyhow::Error {
-    let why = match dial.as_ref().map(io::Error::kind) {
-        Some(io::ErrorKind::PermissionDenied) => {
-            "permission denied: the socket is for root only; run this command as root".into()
-        }
-        Some(io::ErrorKind::NotFound) => {
-            "no socket there; is the daemon running (`sensor daemon`, as root)?".into()
-        }
-        Some(io::ErrorKind::ConnectionRefused) => {
-            "nothing listens there; the daemon is not running".into()
-        }
-        _ => dial.map_or_else(|| "the connection failed".into(), |e| e.to_string()),
-    };
-    anyhow::anyhow!(
-        "connecting to the sensor daemon at {}: {why}",
-        socket.display()
-    )
 }
 
 /// The most of a daemon's message shown: enough for any explanation the daemon gives.

@@ -1,23 +1,24 @@
 //! The command-line client: talks to the daemon over its gRPC socket and prints for
 //! people (text) or for tools (`--output json`, one object per line).
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-};
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
-use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::proto::{self, sensor_client::SensorClient};
+use crate::proto;
 
 pub mod antimalware;
 pub mod errors;
 pub mod output;
 
 pub use errors::status_error;
+/// The connection and the JSON form of events are the protocol crate's, shared with every
+/// other client.
+pub use proto::{
+    client::{channel, connect},
+    event_json,
+};
 
 pub const DEFAULT_SOCKET: &str = "/run/sensor/sensor.sock";
 
@@ -66,58 +67,6 @@ pub struct HealthArgs {
     pub output: Output,
     #[arg(long, default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-}
-
-/// A client on the daemon's unix socket.
-pub async fn connect(socket: &Path) -> Result<SensorClient<Channel>> {
-    Ok(SensorClient::new(channel(socket).await?))
-}
-
-/// A gRPC channel on the daemon's unix socket (for any service it serves).
-pub async fn channel(socket: &Path) -> Result<Channel> {
-    trust_socket(socket)?;
-    let path = socket.to_path_buf();
-    // The transport's error says little ("transport error"); the dial's own error says
-    // whether the socket is missing, refused or root-only, which decides the advice.
-    let dial_error: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
-    let seen = dial_error.clone();
-    // The URI is required by the API but unused: the connector dials the socket.
-    let channel = Endpoint::try_from("http://localhost")?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            let seen = seen.clone();
-            async move {
-                match tokio::net::UnixStream::connect(path).await {
-                    Ok(s) => Ok(TokioIo::new(s)),
-                    Err(e) => {
-                        *seen.lock().unwrap() = Some(std::io::Error::new(e.kind(), e.to_string()));
-                        Err(e)
-                    }
-                }
-            }
-        }))
-        .await
-        .map_err(|_| errors::unreachable_daemon(socket, dial_error.lock().unwrap().take()))?;
-    Ok(channel)
-}
-
-/// Refuses a socket another user could have planted (see
-/// [`crate::api::socket::check_daemon_socket`]). One that cannot be looked at, missing or in
-/// root's private directory, is left to the dial, whose error gives the advice that fits.
-fn trust_socket(socket: &Path) -> Result<()> {
-    let Err(e) = crate::api::socket::check_daemon_socket(socket) else {
-        return Ok(());
-    };
-    let unseen = e
-        .chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            )
-        });
-    if unseen { Ok(()) } else { Err(e) }
 }
 
 pub async fn events(args: EventsArgs) -> Result<()> {
@@ -189,24 +138,6 @@ pub async fn health(args: HealthArgs) -> Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-/// The event as JSON without the parts that do not apply to its kind.
-pub fn event_json(e: &proto::Event) -> Value {
-    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
-    strip_nulls(&mut v);
-    v
-}
-
-fn strip_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
-        _ => {}
     }
 }
 

@@ -103,3 +103,87 @@ impl Detector for AntiForensics {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sensor_testkit::events::{file, process};
+
+    use crate::detect::replay::raises;
+    use crate::proto;
+
+    const ID: &str = "SNS-0011";
+
+    fn timestomp(path: &str, explicit: bool) -> proto::Event {
+        let mut e = file(
+            "file_times",
+            &process(3100, "/usr/bin/touch", &[]),
+            path,
+            "",
+        );
+        e.file.as_mut().unwrap().explicit_times = explicit;
+        e
+    }
+
+    #[test]
+    fn logs_and_history_wiped_and_binaries_timestomped() {
+        let rm = process(3000, "/usr/bin/rm", &["rm", "/var/log/auth.log"]);
+        assert!(raises(
+            ID,
+            vec![file("file_unlink", &rm, "/var/log/auth.log", "")]
+        ));
+        let truncate = process(3001, "/usr/bin/truncate", &[]);
+        assert!(raises(
+            ID,
+            vec![file("file_truncate", &truncate, "/var/log/syslog", "")]
+        ));
+        let ln = process(3002, "/usr/bin/ln", &[]);
+        assert!(raises(
+            ID,
+            vec![file(
+                "file_symlink",
+                &ln,
+                "/dev/null",
+                "/root/.bash_history"
+            )]
+        ));
+        let mut shell = file(
+            "file_write",
+            &process(3003, "/usr/bin/bash", &[]),
+            "/root/.zsh_history",
+            "",
+        );
+        shell.file.as_mut().unwrap().flags = 0o1000; // O_TRUNC
+        assert!(raises(ID, vec![shell]));
+        assert!(raises(ID, vec![timestomp("/usr/bin/ls", true)]));
+    }
+
+    #[test]
+    fn rotation_upgrades_and_new_files_are_quiet() {
+        let logrotate = process(3010, "/usr/sbin/logrotate", &[]);
+        assert!(!raises(
+            ID,
+            vec![file("file_unlink", &logrotate, "/var/log/syslog.7.gz", "")]
+        ));
+        let dpkg = process(3011, "/usr/bin/dpkg", &[]);
+        assert!(!raises(
+            ID,
+            vec![file("file_unlink", &dpkg, "/var/log/apt/old.log", "")]
+        ));
+        // Replacing a binary is an upgrade; only its chosen times are the signal.
+        let rm = process(3012, "/usr/bin/rm", &[]);
+        assert!(!raises(
+            ID,
+            vec![file("file_unlink", &rm, "/usr/bin/ls", "")]
+        ));
+        let mut created = file("file_create", &rm, "/var/log/app.log", "");
+        created.file.as_mut().unwrap().flags = 0o1000;
+        assert!(!raises(ID, vec![created]));
+        assert!(!raises(ID, vec![timestomp("/usr/bin/ls", false)]));
+        assert!(!raises(ID, vec![timestomp("/home/user/notes.txt", true)]));
+        let editor = process(3013, "/usr/bin/vim", &[]);
+        assert!(!raises(
+            ID,
+            vec![file("file_unlink", &editor, "/home/user/draft.txt", "")]
+        ));
+    }
+}

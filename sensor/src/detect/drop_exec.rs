@@ -112,3 +112,54 @@ impl Detector for DropExec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sensor_testkit::events::{exec, file, process};
+
+    use crate::detect::replay::raises;
+
+    const ID: &str = "SNS-0003";
+
+    #[test]
+    fn a_file_dropped_in_tmp_and_run_soon_after() {
+        let curl = process(3200, "/usr/bin/curl", &["curl", "-o", "/tmp/x"]);
+        let payload = process(3201, "/tmp/x", &["/tmp/x"]);
+        assert!(raises(
+            ID,
+            vec![file("file_write", &curl, "/tmp/x", ""), exec(&payload)]
+        ));
+        // Renamed into place from elsewhere, or made executable, counts alike.
+        let mv = process(3202, "/usr/bin/mv", &[]);
+        let staged = process(3203, "/dev/shm/.k", &[]);
+        assert!(raises(
+            ID,
+            vec![
+                file("file_rename", &mv, "/root/k", "/dev/shm/.k"),
+                exec(&staged)
+            ]
+        ));
+    }
+
+    #[test]
+    fn runs_outside_the_window_or_from_private_directories_are_quiet() {
+        let curl = process(3210, "/usr/bin/curl", &[]);
+        let mut write = file("file_write", &curl, "/tmp/x", "");
+        write.timestamp_ns = 1_000_000_000;
+        let mut late = exec(&process(3211, "/tmp/x", &[]));
+        late.timestamp_ns = write.timestamp_ns + 601 * 1_000_000_000;
+        assert!(!raises(ID, vec![write, late]));
+
+        let cc = process(3212, "/usr/bin/cc", &[]);
+        let built = process(3213, "/home/user/src/a.out", &[]);
+        assert!(!raises(
+            ID,
+            vec![
+                file("file_write", &cc, "/home/user/src/a.out", ""),
+                exec(&built)
+            ]
+        ));
+        // A file in /tmp that was never written since the sensor started.
+        assert!(!raises(ID, vec![exec(&process(3214, "/tmp/tool", &[]))]));
+    }
+}

@@ -44,3 +44,36 @@ impl Detector for Fileless {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sensor_testkit::events::{exec, process};
+
+    use crate::detect::replay::raises;
+
+    const ID: &str = "SNS-0002";
+
+    #[test]
+    fn memfd_deleted_and_dev_shm_images() {
+        let mut memfd = exec(&process(3300, "/memfd:x (deleted)", &[]));
+        let x = memfd.exec.as_mut().unwrap();
+        (x.name, x.nlink) = ("memfd:x".into(), 0);
+        assert!(raises(ID, vec![memfd]));
+        let mut deleted = exec(&process(3301, "/tmp/.cache/run", &[]));
+        deleted.exec.as_mut().unwrap().nlink = 0;
+        assert!(raises(ID, vec![deleted]));
+        assert!(raises(ID, vec![exec(&process(3302, "/dev/shm/run", &[]))]));
+    }
+
+    #[test]
+    fn programs_on_disk_are_quiet() {
+        assert!(!raises(
+            ID,
+            vec![exec(&process(3310, "/usr/bin/ls", &["ls"]))]
+        ));
+        // A hard-linked program (two links) is still a file on disk.
+        let mut linked = exec(&process(3311, "/usr/bin/python3", &[]));
+        linked.exec.as_mut().unwrap().nlink = 2;
+        assert!(!raises(ID, vec![linked]));
+    }
+}

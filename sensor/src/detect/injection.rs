@@ -90,3 +90,72 @@ fn proc_mem_target(path: &str) -> Option<u32> {
         .parse()
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use sensor_testkit::events::{event, file, process};
+
+    use crate::detect::replay::{detection_ids, raises};
+    use crate::proto;
+
+    fn ptrace(exe: &str, request: &str, target_pid: u32, result: i64) -> proto::Event {
+        let p = process(3400, exe, &[]);
+        proto::Event {
+            ptrace: Some(proto::PtraceInfo {
+                request: request.into(),
+                target_pid,
+                result,
+                ..Default::default()
+            }),
+            ..event("ptrace", &p)
+        }
+    }
+
+    #[test]
+    fn attaching_to_or_writing_into_another_process() {
+        assert!(raises(
+            "SNS-0006",
+            vec![ptrace("/tmp/inject", "PTRACE_ATTACH", 1234, 0)]
+        ));
+        let writer = process(3401, "/usr/bin/python3", &[]);
+        assert!(raises(
+            "SNS-0006",
+            vec![file("file_write", &writer, "/proc/1234/mem", "")]
+        ));
+        assert!(raises(
+            "SNS-0015",
+            vec![ptrace("/tmp/packed", "PTRACE_TRACEME", 0, 0)]
+        ));
+    }
+
+    #[test]
+    fn debuggers_self_access_and_failed_attempts_are_quiet() {
+        for e in [
+            ptrace("/usr/bin/gdb", "PTRACE_ATTACH", 1234, 0),
+            ptrace("/usr/bin/strace", "PTRACE_SEIZE", 1234, 0),
+            ptrace("/tmp/inject", "PTRACE_ATTACH", 1234, -1),
+            ptrace("/tmp/inject", "PTRACE_POKEDATA", 3400, 0),
+            file(
+                "file_write",
+                &process(3402, "/usr/bin/python3", &[]),
+                "/proc/self/mem",
+                "",
+            ),
+            file(
+                "file_write",
+                &process(3403, "/usr/bin/python3", &[]),
+                "/proc/3403/mem",
+                "",
+            ),
+            file(
+                "file_write",
+                &process(3404, "/usr/bin/gdb", &[]),
+                "/proc/1234/mem",
+                "",
+            ),
+        ] {
+            let ids = detection_ids(vec![e.clone()]);
+            assert!(!ids.iter().any(|i| i == "SNS-0006"), "{e:?}: {ids:?}");
+        }
+    }
+}

@@ -78,3 +78,51 @@ fn own_exe() -> Option<&'static str> {
     })
     .as_deref()
 }
+
+#[cfg(test)]
+mod tests {
+    use sensor_testkit::events::{event, file, process};
+
+    use crate::detect::replay::raises;
+    use crate::proto;
+
+    #[test]
+    fn module_loads_even_failed_and_bpf_loads() {
+        let insmod = process(3500, "/usr/sbin/insmod", &["insmod", "rootkit.ko"]);
+        for result in [0, -1] {
+            let load = proto::Event {
+                module: Some(proto::ModuleInfo {
+                    syscall: "finit_module".into(),
+                    result,
+                    ..Default::default()
+                }),
+                ..event("module_load", &insmod)
+            };
+            assert!(raises("SNS-0004", vec![load]));
+        }
+        let loader = process(3501, "/tmp/loader", &[]);
+        let bpf = proto::Event {
+            bpf: Some(proto::BpfInfo {
+                prog_type: 1,
+                prog_name: "filter".into(),
+                result: 3,
+                ..Default::default()
+            }),
+            ..event("bpf_load", &loader)
+        };
+        assert!(raises("SNS-0005", vec![bpf]));
+    }
+
+    #[test]
+    fn reading_a_module_file_is_not_loading_it() {
+        let modinfo = process(3510, "/usr/sbin/modinfo", &["modinfo", "ext4"]);
+        let read = file(
+            "file_read",
+            &modinfo,
+            "/lib/modules/6.1.0/kernel/fs/ext4/ext4.ko",
+            "",
+        );
+        assert!(!raises("SNS-0004", vec![read.clone()]));
+        assert!(!raises("SNS-0005", vec![read]));
+    }
+}

@@ -27,6 +27,8 @@ mod kernel_load;
 mod miner;
 mod persistence;
 mod preload;
+#[cfg(test)]
+mod replay;
 mod reverse_shell;
 mod service_shell;
 pub mod sigma;

@@ -58,3 +58,45 @@ impl Detector for Preload {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sensor_testkit::events::{exec, process};
+
+    use crate::detect::replay::raises;
+    use crate::proto;
+
+    const ID: &str = "SNS-0014";
+
+    fn with_env(vars: &[&str]) -> proto::Event {
+        let mut e = exec(&process(3600, "/usr/sbin/sshd", &["sshd"]));
+        e.exec.as_mut().unwrap().loader_env = vars.iter().map(|v| v.to_string()).collect();
+        e
+    }
+
+    #[test]
+    fn a_library_forced_into_a_new_process() {
+        assert!(raises(ID, vec![with_env(&["LD_PRELOAD=/tmp/libhook.so"])]));
+        assert!(raises(ID, vec![with_env(&["LD_AUDIT=/dev/shm/a.so"])]));
+        // One benign library does not cover another beside it.
+        assert!(raises(
+            ID,
+            vec![with_env(&[
+                "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2:/tmp/libhook.so"
+            ])]
+        ));
+    }
+
+    #[test]
+    fn benign_preloads_and_other_loader_variables_are_quiet() {
+        for vars in [
+            &["LD_PRELOAD=/usr/libexec/coreutils/libstdbuf.so"][..],
+            &["LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libeatmydata.so"],
+            &["LD_PRELOAD="],
+            &["LD_LIBRARY_PATH=/opt/app/lib"],
+            &[],
+        ] {
+            assert!(!raises(ID, vec![with_env(vars)]), "{vars:?}");
+        }
+    }
+}

