@@ -10,20 +10,18 @@
 //! Threats join the pipeline as detections before publish, through
 //! [`pipeline::input`], the one module both sides share.
 
-pub mod antimalware;
-pub mod api;
+pub(crate) mod antimalware;
+pub(crate) mod api;
 pub mod cli;
 pub mod daemon;
-pub mod decode;
+pub(crate) mod decode;
 pub mod detect;
-pub mod enrich;
-pub mod kernel;
-pub mod pipeline;
-pub mod safe_fs;
-pub mod scope;
+pub(crate) mod enrich;
+pub(crate) mod kernel;
+pub(crate) mod pipeline;
+pub(crate) mod safe_fs;
+pub(crate) mod scope;
 
 /// The protocol, generated from `proto/sensor/v1/sensor.proto` in its own crate so that
 /// clients build without the daemon.
 pub use sensor_proto as proto;
-
-pub use decode::split_args;

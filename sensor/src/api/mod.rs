@@ -3,7 +3,7 @@
 //! ([`health`]), and how errors become gRPC statuses ([`errors`]). A thin layer: requests
 //! become calls into the pipeline's feed and the antimalware side, nothing more.
 
-pub mod errors;
+mod errors;
 pub mod health;
 pub mod service;
 pub mod socket;

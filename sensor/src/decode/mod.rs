@@ -24,7 +24,6 @@ pub use process::split_args;
 #[derive(Clone, Debug, Default)]
 pub struct Header {
     pub kind: Option<EventKind>,
-    pub ts_ns: u64,
     pub tgid: u32,
     pub tid: u32,
     pub start_ns: u64,
@@ -135,6 +134,7 @@ impl Decoder {
 
 /// Decodes one record with no state carried over (fd-only file calls get their path from
 /// `/proc` alone).
+#[cfg(test)]
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     decode_with(bytes, &mut paths::OpenFiles::default())
 }
@@ -151,7 +151,6 @@ fn decode_with(bytes: &[u8], open_files: &mut paths::OpenFiles) -> Result<Decode
     }
     let header = Header {
         kind: Some(kind),
-        ts_ns: raw.ts_ns,
         tgid: raw.tgid,
         tid: raw.pid,
         start_ns: raw.start_ns,

@@ -67,12 +67,8 @@ impl HashCache {
         self.done.lock().unwrap().get(id).cloned()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.done.lock().unwrap().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub(crate) fn request(&self, id: FileIdentity, path: &str, tgid: u32) {

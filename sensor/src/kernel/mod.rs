@@ -2,5 +2,5 @@
 //! the settings they read ([`probes`]), and the struct offsets they need, read from the
 //! running kernel's BTF ([`btf`]).
 
-pub mod btf;
+mod btf;
 pub mod probes;
