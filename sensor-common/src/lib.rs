@@ -78,6 +78,14 @@ macro_rules! event_kinds {
                 }
             }
 
+            /// The kind a wire name stands for (`None`: no kind of this build).
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(EventKind::$kind),)*
+                    _ => None,
+                }
+            }
+
             /// The hooks that produce this kind.
             pub const fn family(self) -> HookFamily {
                 match self {
@@ -121,10 +129,6 @@ event_kinds! {
 }
 
 impl EventKind {
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|k| k.name() == name)
-    }
-
     /// The kinds one family of hooks produces.
     pub fn of_family(family: HookFamily) -> impl Iterator<Item = EventKind> {
         Self::ALL.into_iter().filter(move |k| k.family() == family)
