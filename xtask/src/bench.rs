@@ -3,23 +3,28 @@
 //! daemon so that drift (page cache, CPU frequency, noisy neighbours) hits
 //! both sides alike, and reports the median ratio.
 //!
-//! - `capture`: a fork+exec storm of `/bin/true`; reports the slowdown, how
-//!   many exec events the daemon saw and lost, its CPU time and peak RSS.
+//! - `capture`: three storms, each against its own target: fork+exec of
+//!   `/bin/true`, file create/write/rename/chmod/unlink on a private tmpfs, and
+//!   loopback TCP connect/accept; reports each slowdown, how many of the
+//!   storm's events the daemon saw and lost, its CPU time and peak RSS.
 //! - `rtp`: real-time protection on file opens, against ClamAV's clamonacc
 //!   (in `bench_rtp`).
 //! - `fp`: detections raised by everyday admin work (in `bench_fp`).
 
 use std::fs;
-use std::path::Path;
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use sensor_testkit::{Daemon, DaemonSpec, TempDir};
+use sensor_testkit::{Daemon, DaemonSpec, TempDir, Tmpfs};
 
 use crate::banner;
 use crate::build::{Profile, build};
@@ -27,7 +32,8 @@ use crate::cmd::{self, describe};
 
 #[derive(Subcommand)]
 pub enum Bench {
-    /// Overhead of event capture on a fork+exec storm of /bin/true.
+    /// Overhead of event capture on storms of fork+exec, file changes and loopback
+    /// TCP connects.
     Capture(CaptureArgs),
     /// Detection engine throughput, and exec-to-detection latency on the gRPC stream.
     Detect,
@@ -41,12 +47,72 @@ pub enum Bench {
 
 #[derive(Args)]
 pub struct CaptureArgs {
-    /// fork+exec of /bin/true per run.
+    /// Operations per run: execs, files or connections.
     #[arg(long, default_value_t = 20_000)]
     iterations: u64,
-    /// Baseline/with-sensor pairs to run.
+    /// Baseline/with-sensor pairs to run, per workload.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// Storms to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "exec,file,connect")]
+    workload: Vec<Workload>,
+}
+
+/// One storm of `bench capture`: what it does, which event kinds it causes, and the
+/// slowdown it may cost.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// fork+exec of /bin/true.
+    Exec,
+    /// create, write, close, rename, chmod, unlink of one file, on the bench's tmpfs.
+    File,
+    /// a loopback TCP connect, accepted then closed.
+    Connect,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::File => "file",
+            Self::Connect => "connect",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Exec => "fork+exec of /bin/true",
+            Self::File => "file create+write+rename+chmod+unlink on a private tmpfs",
+            Self::Connect => "loopback TCP connect+accept",
+        }
+    }
+
+    /// The kinds one operation of the storm raises once each; their received
+    /// counts are compared with iterations times their number.
+    fn kinds(self) -> &'static [&'static str] {
+        match self {
+            Self::Exec => &["process_exec"],
+            Self::File => &["file_create", "file_rename", "file_chmod", "file_unlink"],
+            Self::Connect => &["net_connect", "net_accept"],
+        }
+    }
+
+    /// The column and line label of the received events.
+    fn family(self) -> &'static str {
+        match self {
+            Self::Exec => "exec",
+            Self::File => "file",
+            Self::Connect => "net",
+        }
+    }
+
+    fn target_ratio(self) -> f64 {
+        match self {
+            Self::Exec => 1.05,
+            Self::File => 1.5,
+            Self::Connect => 1.15,
+        }
+    }
 }
 
 pub fn run(bench: Bench) -> Result<()> {
@@ -78,13 +144,13 @@ fn detect() -> Result<()> {
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN: Duration = Duration::from_secs(1);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
-const TARGET_RATIO: f64 = 1.05;
 const TARGET_RSS_MB: f64 = 64.0;
 
 struct Round {
     baseline_secs: f64,
     sensor_secs: f64,
-    exec_received: Option<u64>,
+    /// Events of the workload's kinds, all of them added up.
+    received: Option<u64>,
     lost: Option<u64>,
     cpu_secs: Option<f64>,
     peak_rss_mb: Option<f64>,
@@ -100,29 +166,76 @@ fn capture(args: &CaptureArgs) -> Result<()> {
     if args.iterations == 0 || args.rounds == 0 {
         bail!("--iterations and --rounds must be at least 1");
     }
+    if args.workload.is_empty() {
+        bail!("--workload needs at least one of exec, file, connect");
+    }
     if !cmd::is_root() {
         bail!("`bench capture` starts the daemon, which needs root: run it as root");
     }
     let artifacts = build(Profile::Release)?;
+    let tmp = TempDir::new("bench-capture");
+    let mut workloads = args.workload.clone();
+    workloads.dedup();
+    let mut summaries = Vec::new();
+    for workload in workloads {
+        let summary = capture_workload(&artifacts.sensor_bin, tmp.path(), workload, args)?;
+        summaries.push(summary);
+    }
+    summarize(&summaries);
+    Ok(())
+}
+
+/// What one workload's runs came to, for the summary over all of them.
+struct Summary {
+    workload: Workload,
+    ratio: f64,
+    lost: Option<u64>,
+    rss: Option<f64>,
+}
+
+fn capture_workload(
+    bin: &Path,
+    tmp: &Path,
+    workload: Workload,
+    args: &CaptureArgs,
+) -> Result<Summary> {
     let n = args.iterations;
     banner(&format!(
-        "bench capture: {n} fork+exec of /bin/true per run, {} rounds of baseline then sensor",
+        "bench capture: {n} {} per run, {} rounds of baseline then sensor",
+        workload.describe(),
         args.rounds
     ));
-    let tmp = TempDir::new("bench-capture");
+    // The file storm's own file system: the daemon sees every change on it, and
+    // dropping it (on any way out) detaches it.
+    let files = match workload {
+        Workload::File => Some(Tmpfs::mount_at(
+            &tmp.join("file-storm"),
+            "xtask-bench-capture",
+            "64m",
+        )?),
+        _ => None,
+    };
+    let storm = Storm {
+        workload,
+        dir: files.as_ref().map(|fs| fs.path().to_owned()),
+    };
 
     // The first storm after a build runs on a cold page cache; keep it out
     // of the comparison.
     let warm_up = n.min(2_000);
     println!("bench: warm-up storm of {warm_up}");
-    run_storm(warm_up)?;
+    storm.run(warm_up)?;
 
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let baseline_secs = run_storm(n)?;
+        let baseline_secs = storm.run(n)?;
         println!("bench: round {round}: baseline {baseline_secs:.3} s");
-        let r = sensor_run(&artifacts.sensor_bin, tmp.path(), round, n, baseline_secs)
-            .with_context(|| format!("round {round} with the sensor failed"))?;
+        let r = sensor_run(bin, tmp, &storm, round, n, baseline_secs).with_context(|| {
+            format!(
+                "{} storm, round {round} with the sensor failed",
+                workload.name()
+            )
+        })?;
         println!(
             "bench: round {round}: sensor   {:.3} s (ratio {:.3})",
             r.sensor_secs,
@@ -130,14 +243,29 @@ fn capture(args: &CaptureArgs) -> Result<()> {
         );
         rounds.push(r);
     }
-    report(&rounds, n);
-    Ok(())
+    if let Some(fs) = files {
+        fs.unmount()?;
+    }
+    Ok(report(workload, &rounds, n))
 }
 
 /// The hidden `storm` subcommand: the workload itself. Prints its wall time
 /// in seconds so the measurement excludes starting this process.
-pub fn storm(iterations: u64) -> Result<()> {
+pub fn storm(workload: Workload, iterations: u64, dir: Option<&Path>) -> Result<()> {
     let start = Instant::now();
+    match workload {
+        Workload::Exec => exec_storm(iterations)?,
+        Workload::File => {
+            let dir = dir.context("storm: the file storm needs --dir (a tmpfs)")?;
+            file_storm(iterations, dir)?;
+        }
+        Workload::Connect => connect_storm(iterations)?,
+    }
+    println!("{}", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn exec_storm(iterations: u64) -> Result<()> {
     for i in 0..iterations {
         let status = Command::new("/bin/true")
             .status()
@@ -146,33 +274,98 @@ pub fn storm(iterations: u64) -> Result<()> {
             bail!("storm: /bin/true failed ({status}) at iteration {i}");
         }
     }
-    println!("{}", start.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Runs the storm in a child xtask process and returns its wall time.
-fn run_storm(iterations: u64) -> Result<f64> {
-    let exe = std::env::current_exe().context("cannot locate the xtask binary")?;
-    let mut storm = Command::new(exe);
-    storm.arg("storm").arg(iterations.to_string());
-    let out = cmd::output(&mut storm)?;
-    out.trim()
-        .parse()
-        .with_context(|| format!("`{}` printed {out:?}, not seconds", describe(&storm)))
+/// Each file goes through the whole life the sensor reports on and is gone at
+/// the end, so the tmpfs stays empty between runs.
+fn file_storm(iterations: u64, dir: &Path) -> Result<()> {
+    for i in 0..iterations {
+        let created = dir.join(format!("storm-{i}"));
+        let renamed = dir.join(format!("storm-{i}.moved"));
+        let mut file = fs::File::create(&created)
+            .with_context(|| format!("storm: cannot create {}", created.display()))?;
+        file.write_all(b"storm\n")
+            .with_context(|| format!("storm: cannot write {}", created.display()))?;
+        drop(file);
+        fs::rename(&created, &renamed)
+            .with_context(|| format!("storm: cannot rename {}", created.display()))?;
+        fs::set_permissions(&renamed, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("storm: cannot chmod {}", renamed.display()))?;
+        fs::remove_file(&renamed)
+            .with_context(|| format!("storm: cannot unlink {}", renamed.display()))?;
+    }
+    Ok(())
 }
 
-fn sensor_run(bin: &Path, tmp: &Path, round: u32, n: u64, baseline_secs: f64) -> Result<Round> {
+/// Connects to a listener of its own on loopback, nothing else. The accepted end
+/// closes first, so TIME_WAIT lands on the listener's port and the client's
+/// ephemeral ports come back for the next run.
+fn connect_storm(iterations: u64) -> Result<()> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("storm: cannot listen on 127.0.0.1")?;
+    let addr = listener.local_addr()?;
+    for i in 0..iterations {
+        let client = TcpStream::connect(addr)
+            .with_context(|| format!("storm: connect to {addr} (iteration {i}) failed"))?;
+        let (accepted, _) = listener
+            .accept()
+            .with_context(|| format!("storm: accept on {addr} (iteration {i}) failed"))?;
+        drop(accepted);
+        drop(client);
+    }
+    Ok(())
+}
+
+/// A storm run in a child xtask process, so its wall time leaves out starting
+/// that process and the processes it starts have one recognisable parent.
+struct Storm {
+    workload: Workload,
+    dir: Option<PathBuf>,
+}
+
+impl Storm {
+    /// Runs `iterations` operations and returns their wall time.
+    fn run(&self, iterations: u64) -> Result<f64> {
+        let exe = std::env::current_exe().context("cannot locate the xtask binary")?;
+        let mut storm = Command::new(exe);
+        storm
+            .arg("storm")
+            .args(["--workload", self.workload.name()])
+            .arg(iterations.to_string());
+        if let Some(dir) = &self.dir {
+            storm.arg("--dir").arg(dir);
+        }
+        let out = cmd::output(&mut storm)?;
+        out.trim()
+            .parse()
+            .with_context(|| format!("`{}` printed {out:?}, not seconds", describe(&storm)))
+    }
+}
+
+fn sensor_run(
+    bin: &Path,
+    tmp: &Path,
+    storm: &Storm,
+    round: u32,
+    n: u64,
+    baseline_secs: f64,
+) -> Result<Round> {
     let socket = tmp.join("sensor.sock");
     let _ = fs::remove_file(&socket);
     let spec = DaemonSpec {
         ready_timeout: READY_TIMEOUT,
         stop_timeout: STOP_TIMEOUT,
-        ..DaemonSpec::new(bin, &socket, &tmp.join(format!("daemon-{round}.log")))
+        ..DaemonSpec::new(
+            bin,
+            &socket,
+            &tmp.join(format!("daemon-{}-{round}.log", storm.workload.name())),
+        )
     }
     .args(["--mode", "passive"]);
     let mut daemon = Daemon::launch(spec)?;
     let before = daemon.health_json()?;
-    let sensor_secs = run_storm(n)?;
+    let sensor_secs = storm.run(n)?;
     // Events still sit in the ring buffer and the pipeline when the storm ends.
     sleep(DRAIN);
     let after = daemon
@@ -189,13 +382,17 @@ fn sensor_run(bin: &Path, tmp: &Path, round: u32, n: u64, baseline_secs: f64) ->
         eprintln!("bench: warning: the daemon exited with {status} after SIGTERM");
     }
 
-    let (before, after) = (HealthCounts::from(&before), HealthCounts::from(&after));
+    let kinds = storm.workload.kinds();
+    let (before, after) = (
+        HealthCounts::new(&before, kinds),
+        HealthCounts::new(&after, kinds),
+    );
     Ok(Round {
         baseline_secs,
         sensor_secs,
-        exec_received: after
-            .exec_received
-            .zip(before.exec_received)
+        received: after
+            .received
+            .zip(before.received)
             .map(|(a, b)| a.saturating_sub(b)),
         lost: after.lost,
         cpu_secs,
@@ -206,21 +403,26 @@ fn sensor_run(bin: &Path, tmp: &Path, round: u32, n: u64, baseline_secs: f64) ->
 /// The fields of `sensor health --output json` the bench uses; the shape may
 /// still change, so anything missing is reported as n/a rather than failing.
 struct HealthCounts {
-    exec_received: Option<u64>,
+    /// Received over the given kinds; None if any of them is missing.
+    received: Option<u64>,
     /// Everything lost since the daemon started, over all event kinds.
     lost: Option<u64>,
 }
 
-impl From<&Value> for HealthCounts {
-    fn from(v: &Value) -> Self {
+impl HealthCounts {
+    fn new(v: &Value, kinds: &[&str]) -> Self {
         let lost = v.pointer("/events/lost").and_then(|l| match l {
             Value::Object(kinds) => Some(kinds.values().filter_map(Value::as_u64).sum()),
             other => other.as_u64(),
         });
         Self {
-            exec_received: v
-                .pointer("/events/received/process_exec")
-                .and_then(Value::as_u64),
+            received: kinds
+                .iter()
+                .map(|k| {
+                    v.pointer(&format!("/events/received/{k}"))
+                        .and_then(Value::as_u64)
+                })
+                .sum(),
             lost,
         }
     }
@@ -297,15 +499,18 @@ pub(crate) fn verdict(ok: Option<bool>) -> &'static str {
     }
 }
 
-fn report(rounds: &[Round], n: u64) {
-    banner("bench capture: results");
+/// Prints one workload's rounds and verdicts, and returns what the summary needs.
+fn report(workload: Workload, rounds: &[Round], n: u64) -> Summary {
+    banner(&format!("bench capture: {} storm results", workload.name()));
+    let kinds = workload.kinds();
+    let per_run = n * kinds.len() as u64;
     println!(
         "{:>5}  {:>10}  {:>10}  {:>6}  {:>17}  {:>6}  {:>12}  {:>11}",
         "round",
         "baseline s",
         "sensor s",
         "ratio",
-        "exec recv/expect",
+        format!("{} recv/expect", workload.family()),
         "lost",
         "daemon cpu s",
         "peak RSS MB"
@@ -317,7 +522,7 @@ fn report(rounds: &[Round], n: u64) {
             r.baseline_secs,
             r.sensor_secs,
             r.ratio(),
-            format!("{}/{n}", or_na(r.exec_received, |v| v.to_string())),
+            format!("{}/{per_run}", or_na(r.received, |v| v.to_string())),
             or_na(r.lost, |v| v.to_string()),
             or_na(r.cpu_secs, |v| format!("{v:.2}")),
             or_na(r.peak_rss_mb, |v| format!("{v:.1}")),
@@ -325,15 +530,21 @@ fn report(rounds: &[Round], n: u64) {
     }
 
     let ratio = median(&mut rounds.iter().map(Round::ratio).collect::<Vec<_>>());
-    let received = total(rounds.iter().map(|r| r.exec_received));
-    let expected = n * rounds.len() as u64;
+    let received = total(rounds.iter().map(|r| r.received));
+    let expected = per_run * rounds.len() as u64;
     let lost = total(rounds.iter().map(|r| r.lost));
     let cpu = total(rounds.iter().map(|r| r.cpu_secs));
     let rss = max(rounds.iter().map(|r| r.peak_rss_mb));
+    let target = workload.target_ratio();
 
     println!("median ratio (sensor / baseline): {ratio:.3}");
+    let which = match kinds {
+        [_] => String::new(),
+        kinds => format!(" ({})", kinds.join(", ")),
+    };
     println!(
-        "exec events received: {}/{expected} (other processes on the machine add a few)",
+        "{} events received{which}: {}/{expected} (other processes on the machine add a few)",
+        workload.family(),
         or_na(received, |v| v.to_string())
     );
     println!(
@@ -349,11 +560,8 @@ fn report(rounds: &[Round], n: u64) {
         "daemon peak RSS: {} MB (max over runs)",
         or_na(rss, |v| format!("{v:.1}"))
     );
-    println!("target: ratio <= {TARGET_RATIO}, lost == 0, RSS < {TARGET_RSS_MB} MB");
-    println!(
-        "  ratio {ratio:.3}: {}",
-        verdict(Some(ratio <= TARGET_RATIO))
-    );
+    println!("target: ratio <= {target}, lost == 0, RSS < {TARGET_RSS_MB} MB");
+    println!("  ratio {ratio:.3}: {}", verdict(Some(ratio <= target)));
     println!(
         "  lost {}: {}",
         or_na(lost, |v| v.to_string()),
@@ -361,6 +569,38 @@ fn report(rounds: &[Round], n: u64) {
     );
     println!(
         "  RSS {} MB: {}",
+        or_na(rss, |v| format!("{v:.1}")),
+        verdict(rss.map(|r| r < TARGET_RSS_MB))
+    );
+    Summary {
+        workload,
+        ratio,
+        lost,
+        rss,
+    }
+}
+
+/// One verdict line per workload, then loss and memory over all of them.
+fn summarize(summaries: &[Summary]) {
+    banner("bench capture: summary");
+    for s in summaries {
+        let target = s.workload.target_ratio();
+        println!(
+            "  {:<8} ratio {:.3} (target <= {target}): {}",
+            s.workload.name(),
+            s.ratio,
+            verdict(Some(s.ratio <= target))
+        );
+    }
+    let lost = total(summaries.iter().map(|s| s.lost));
+    let rss = max(summaries.iter().map(|s| s.rss));
+    println!(
+        "  lost {} (target 0): {}",
+        or_na(lost, |v| v.to_string()),
+        verdict(lost.map(|l| l == 0))
+    );
+    println!(
+        "  peak RSS {} MB (target < {TARGET_RSS_MB}): {}",
         or_na(rss, |v| format!("{v:.1}")),
         verdict(rss.map(|r| r < TARGET_RSS_MB))
     );
@@ -374,11 +614,11 @@ mod tests {
     #[test]
     fn health_counts_parse_defensively() {
         let v = json!({"events": {"received": {"process_exec": 7}, "lost": {"a": 1, "b": 2}}});
-        let h = HealthCounts::from(&v);
-        assert_eq!(h.exec_received, Some(7));
+        let h = HealthCounts::new(&v, Workload::Exec.kinds());
+        assert_eq!(h.received, Some(7));
         assert_eq!(h.lost, Some(3));
-        let h = HealthCounts::from(&json!({}));
-        assert_eq!(h.exec_received, None);
+        let h = HealthCounts::new(&json!({}), Workload::Exec.kinds());
+        assert_eq!(h.received, None);
         assert_eq!(h.lost, None);
     }
 

@@ -67,7 +67,14 @@ enum Cmd {
     /// The workload of `bench capture`, in its own process so that every
     /// process it starts has one recognisable parent.
     #[command(hide = true)]
-    Storm { iterations: u64 },
+    Storm {
+        iterations: u64,
+        #[arg(long, value_enum, default_value = "exec")]
+        workload: bench::Workload,
+        /// Where the file storm creates its files (the bench's tmpfs).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// The workload of `bench rtp`: opens and reads every file of DIR twice.
     #[command(hide = true)]
     ReadFiles { dir: std::path::PathBuf },
@@ -99,7 +106,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Run { args } => return run_daemon(&args),
         Cmd::Test { args } => return test(&args),
         Cmd::Bench { bench } => bench::run(bench)?,
-        Cmd::Storm { iterations } => bench::storm(iterations)?,
+        Cmd::Storm {
+            iterations,
+            workload,
+            dir,
+        } => bench::storm(workload, iterations, dir.as_deref())?,
         Cmd::ReadFiles { dir } => bench_rtp::read_files(&dir)?,
     }
     Ok(ExitCode::SUCCESS)
