@@ -36,6 +36,15 @@ enum Command {
     /// On-demand scans.
     #[command(subcommand)]
     Scan(am::ScanCommand),
+    /// What the sensor itself costs, for tuning it.
+    #[command(subcommand)]
+    Diagnostic(DiagnosticCommand),
+}
+
+#[derive(Subcommand)]
+enum DiagnosticCommand {
+    /// Each kernel program's runs and run time since the daemon started, busiest first.
+    EbpfStatistics(cli::diagnostic::EbpfStatisticsArgs),
 }
 
 #[derive(Subcommand)]
@@ -91,5 +100,8 @@ async fn run(command: Command) -> Result<()> {
         Command::Threat(c) => am::threat(c).await,
         Command::Exclusion(c) => am::exclusion(c).await,
         Command::Scan(c) => am::scan(c).await,
+        Command::Diagnostic(DiagnosticCommand::EbpfStatistics(a)) => {
+            cli::diagnostic::ebpf_statistics(a).await
+        }
     }
 }

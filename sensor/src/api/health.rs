@@ -13,7 +13,7 @@ use sensor_common::EventKind;
 use super::errors::{MAX_STATUS_CHARS, bounded};
 use crate::{
     antimalware::Antimalware,
-    kernel::probes::{ExecDenial, KernelCounters},
+    kernel::probes::{ExecDenial, KernelCounters, RunStatistics},
     pipeline::stats::Stats,
     proto,
 };
@@ -22,6 +22,7 @@ pub struct HealthSource {
     pub stats: Arc<Stats>,
     pub counters: Mutex<KernelCounters>,
     pub programs: Vec<proto::ProgramStatus>,
+    pub run_statistics: RunStatistics,
     pub enabled: HashSet<EventKind>,
     pub mode: String,
     pub prevention: String,
@@ -50,7 +51,7 @@ impl HealthSource {
             version: env!("CARGO_PKG_VERSION").into(),
             mode: self.mode.clone(),
             uptime_secs: self.started.elapsed().as_secs(),
-            programs: self.programs.clone(),
+            programs: self.programs(),
             events,
             process_table: Some(proto::ProcessTableStats {
                 size: t.size,
@@ -84,12 +85,31 @@ impl HealthSource {
         }
     }
 
+    /// The program statuses with their run statistics read now.
+    fn programs(&self) -> Vec<proto::ProgramStatus> {
+        let ids = self
+            .programs
+            .iter()
+            .filter(|p| p.attached && p.prog_id != 0)
+            .map(|p| p.prog_id)
+            .collect();
+        let runs = self.run_statistics.read(&ids);
+        let mut programs = self.programs.clone();
+        for p in &mut programs {
+            if let Some(r) = runs.get(&p.prog_id) {
+                p.run_count = r.count;
+                p.run_time_ns = r.time_ns;
+            }
+        }
+        programs
+    }
+
     /// What is wrong but did not stop the daemon, one line each.
     fn issues(&self) -> Vec<String> {
         let exclusions = self.av.handler.exclusions.load_error.as_ref();
-        exclusions
-            .map(|e| format!("exclusions: {}", bounded(e, MAX_STATUS_CHARS)))
-            .into_iter()
-            .collect()
+        let exclusions =
+            exclusions.map(|e| format!("exclusions: {}", bounded(e, MAX_STATUS_CHARS)));
+        let statistics = self.run_statistics.refusal().map(str::to_string);
+        exclusions.into_iter().chain(statistics).collect()
     }
 }

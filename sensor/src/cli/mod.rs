@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::proto;
 
 pub mod antimalware;
+pub mod diagnostic;
 pub mod errors;
 pub mod output;
 

@@ -83,6 +83,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         enabled,
         dropped,
         exec_denial,
+        run_statistics,
         ebpf,
     } = probes;
     for st in status.iter().filter(|s| !s.attached) {
@@ -130,6 +131,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         stats,
         counters: Mutex::new(counters),
         programs: status,
+        run_statistics,
         enabled,
         mode: format!("{:?}", cfg.mode).to_lowercase(),
         prevention,

@@ -5,7 +5,11 @@
 //! statuses end up in health. Everything is detached when [`Probes`] is dropped; nothing
 //! is pinned, so a killed daemon leaves nothing behind either.
 
-use std::{collections::HashSet, path::Path};
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    os::fd::OwnedFd,
+    path::Path,
+};
 
 use anyhow::{Context, Result};
 use aya::{
@@ -36,7 +40,59 @@ pub struct Probes {
     pub dropped: aya::maps::HashMap<MapData, [u64; 2], u64>,
     /// Whether fileless and dropped images are denied at exec (BPF LSM) rather than killed.
     pub exec_denial: ExecDenial,
+    pub run_statistics: RunStatistics,
     pub ebpf: Ebpf,
+}
+
+/// The kernel's BPF run statistics (`BPF_ENABLE_STATS`): how often each program ran and
+/// for how long, to see where capture's cost goes. The kernel counts only while the fd
+/// it returned stays open, so this is kept for the daemon's life; dropping it turns the
+/// counting off again.
+pub struct RunStatistics {
+    enabled: Result<OwnedFd, String>,
+}
+
+/// How often one program ran and how long it ran in all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramRuns {
+    pub count: u64,
+    pub time_ns: u64,
+}
+
+impl RunStatistics {
+    /// Asks the kernel to count. A kernel that refuses (before 5.8, or a locked-down
+    /// one) leaves the counts at zero and the reason in [`Self::refusal`].
+    pub fn enable() -> Self {
+        let enabled = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+            .map_err(|e| format!("the kernel refused BPF run statistics: {e}"));
+        if let Err(e) = &enabled {
+            log::warn!("{e}");
+        }
+        Self { enabled }
+    }
+
+    pub fn refusal(&self) -> Option<&str> {
+        self.enabled.as_ref().err().map(String::as_str)
+    }
+
+    /// Current totals of the given programs, by id. aya reads a program's info only
+    /// through its id (one walk of the loaded programs), so one walk serves them all.
+    pub fn read(&self, ids: &HashSet<u32>) -> StdHashMap<u32, ProgramRuns> {
+        if self.enabled.is_err() || ids.is_empty() {
+            return StdHashMap::new();
+        }
+        aya::programs::loaded_programs()
+            .flatten()
+            .filter(|info| ids.contains(&info.id()))
+            .map(|info| {
+                let runs = ProgramRuns {
+                    count: info.run_count(),
+                    time_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                };
+                (info.id(), runs)
+            })
+            .collect()
+    }
 }
 
 /// Per-kind counters the kernel keeps: records lost (ring buffer full) and records sent
@@ -130,6 +186,8 @@ const PROCESS_HOOKS: &[(&str, EventKind)] = &[
 impl Probes {
     pub fn load(cfg: &ProbeConfig) -> Result<Self> {
         ensure_kernel_filesystems();
+        // Before attaching, so the first runs are counted too.
+        let run_statistics = RunStatistics::enable();
         let btf = btf::Btf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&btf).context("kernel struct layout")?;
         let mut ebpf = EbpfLoader::new()
@@ -211,6 +269,7 @@ impl Probes {
             enabled,
             dropped,
             exec_denial,
+            run_statistics,
             ebpf,
         })
     }
