@@ -77,6 +77,7 @@ impl HealthSource {
                 bpf_lsm: self.exec_denial.active,
                 bpf_lsm_reason: self.exec_denial.reason.clone(),
                 prevention: self.prevention.clone(),
+                bpf_statistics: self.run_statistics.describe(),
             }),
             detection: Some(self.detection.clone()),
             real_time_protection: Some(self.av.rtp_health()),

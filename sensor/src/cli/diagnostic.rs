@@ -41,6 +41,15 @@ pub async fn ebpf_statistics(args: EbpfStatisticsArgs) -> Result<()> {
     match args.output {
         Output::Json => output::json_pretty(&rows),
         Output::Text => {
+            if h.platform
+                .as_ref()
+                .is_some_and(|p| p.bpf_statistics == "off")
+            {
+                output::text_line(
+                    "NOTE BPF run statistics are off: start the daemon with --bpf-statistics \
+                     to count runs (the kernel then times every BPF program on the machine)",
+                )?;
+            }
             for issue in h.issues.iter().filter(|i| i.contains("statistics")) {
                 output::text_line(&format!("ISSUE {issue}"))?;
             }

@@ -93,6 +93,11 @@ pub struct DaemonArgs {
     /// Files larger than this are not scanned (allowed and counted): 1 to 4096 MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_scan_size_mb: u64,
+    /// Count each kernel program's runs and run time (`sensor diagnostic
+    /// ebpf-statistics`). Off by default: while on, the kernel times every BPF program on
+    /// the machine, not only the sensor's.
+    #[arg(long)]
+    pub bpf_statistics: bool,
     /// Delay added to every scan: proves the deadline, fail-open and cancel paths.
     #[arg(long, default_value_t = 0, hide = true,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
@@ -127,6 +132,7 @@ pub struct DaemonConfig {
     pub rtp: RtpConfig,
     pub max_file_size: u64,
     pub scan_workers: usize,
+    pub bpf_statistics: bool,
 }
 
 impl DaemonConfig {
@@ -175,6 +181,7 @@ impl DaemonConfig {
             },
             max_file_size: args.max_scan_size_mb * 1024 * 1024,
             scan_workers,
+            bpf_statistics: args.bpf_statistics,
         })
     }
 

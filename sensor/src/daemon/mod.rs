@@ -75,6 +75,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         protected_tgids: std::iter::once(std::process::id())
             .chain(crate::kernel::probes::pids_named("auditd"))
             .collect(),
+        run_statistics: cfg.bpf_statistics,
     })?;
     let Probes {
         events: ring,

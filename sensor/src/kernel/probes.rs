@@ -49,7 +49,10 @@ pub struct Probes {
 /// it returned stays open, so this is kept for the daemon's life; dropping it turns the
 /// counting off again.
 pub struct RunStatistics {
-    enabled: Result<OwnedFd, String>,
+    /// `None`: not asked for. While the fd is open the kernel times every BPF program on
+    /// the machine (two clock reads per run, other software's programs too), so the
+    /// daemon asks only when told to (`--bpf-statistics`).
+    enabled: Option<Result<OwnedFd, String>>,
 }
 
 /// How often one program ran and how long it ran in all.
@@ -68,17 +71,32 @@ impl RunStatistics {
         if let Err(e) = &enabled {
             log::warn!("{e}");
         }
-        Self { enabled }
+        Self {
+            enabled: Some(enabled),
+        }
+    }
+
+    pub fn off() -> Self {
+        Self { enabled: None }
     }
 
     pub fn refusal(&self) -> Option<&str> {
-        self.enabled.as_ref().err().map(String::as_str)
+        self.enabled.as_ref()?.as_ref().err().map(String::as_str)
+    }
+
+    /// `on`, `off`, or the kernel's refusal, for health.
+    pub fn describe(&self) -> String {
+        match &self.enabled {
+            None => "off".into(),
+            Some(Ok(_)) => "on".into(),
+            Some(Err(e)) => e.clone(),
+        }
     }
 
     /// Current totals of the given programs, by id. aya reads a program's info only
     /// through its id (one walk of the loaded programs), so one walk serves them all.
     pub fn read(&self, ids: &HashSet<u32>) -> StdHashMap<u32, ProgramRuns> {
-        if self.enabled.is_err() || ids.is_empty() {
+        if !matches!(self.enabled, Some(Ok(_))) || ids.is_empty() {
             return StdHashMap::new();
         }
         aya::programs::loaded_programs()
@@ -144,6 +162,8 @@ pub struct ProbeConfig {
     pub ignored_tgids: Vec<u32>,
     /// Processes whose incoming signals are reported (the sensor, auditd).
     pub protected_tgids: Vec<u32>,
+    /// Turn on the kernel's per-program run statistics.
+    pub run_statistics: bool,
 }
 
 /// Programs of one syscall family; the syscalls they follow and the kinds they produce
@@ -187,7 +207,11 @@ impl Probes {
     pub fn load(cfg: &ProbeConfig) -> Result<Self> {
         ensure_kernel_filesystems();
         // Before attaching, so the first runs are counted too.
-        let run_statistics = RunStatistics::enable();
+        let run_statistics = if cfg.run_statistics {
+            RunStatistics::enable()
+        } else {
+            RunStatistics::off()
+        };
         let btf = btf::Btf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&btf).context("kernel struct layout")?;
         let mut ebpf = EbpfLoader::new()
