@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{DEFAULT_SOCKET, Output, connect, output, status_error};
+use super::{DEFAULT_SOCKET, Output, daemon_health, output};
 use crate::proto;
 
 #[derive(Clone, Debug, clap::Args)]
@@ -31,12 +31,7 @@ pub struct ProgramCost {
 }
 
 pub async fn ebpf_statistics(args: EbpfStatisticsArgs) -> Result<()> {
-    let mut client = connect(&args.socket).await?;
-    let h = client
-        .get_health(proto::GetHealthRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let h = daemon_health(&args.socket).await?;
     let rows = program_costs(&h.programs);
     match args.output {
         Output::Json => output::json_pretty(&rows),

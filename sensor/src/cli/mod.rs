@@ -1,7 +1,7 @@
 //! The command-line client: talks to the daemon over its gRPC socket and prints for
 //! people (text) or for tools (`--output json`, one object per line).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
@@ -124,13 +124,18 @@ pub async fn detections_list(args: DetectionsListArgs) -> Result<()> {
     }
 }
 
-pub async fn health(args: HealthArgs) -> Result<()> {
-    let mut client = connect(&args.socket).await?;
-    let h = client
+/// The daemon's health answer, for every command that shows part of it.
+pub(crate) async fn daemon_health(socket: &Path) -> Result<proto::Health> {
+    let mut client = connect(socket).await?;
+    Ok(client
         .get_health(proto::GetHealthRequest {})
         .await
         .map_err(status_error)?
-        .into_inner();
+        .into_inner())
+}
+
+pub async fn health(args: HealthArgs) -> Result<()> {
+    let h = daemon_health(&args.socket).await?;
     match args.output {
         Output::Json => output::json_pretty(&health_json(&h)),
         Output::Text => {
