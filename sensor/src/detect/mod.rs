@@ -93,12 +93,6 @@ pub trait Detector: Send {
     /// Events in, findings out. `kind` is `event.kind` parsed (`None`: a name this
     /// build does not know), so detectors compare typed kinds, never strings.
     fn inspect(&mut self, kind: Option<EventKind>, event: &proto::Event, out: &mut Vec<Finding>);
-
-    /// Events in, findings out, for a caller that has not parsed the kind: the engine
-    /// parses it once per event and calls [`Detector::inspect`] on every detector.
-    fn observe(&mut self, event: &proto::Event, out: &mut Vec<Finding>) {
-        self.inspect(EventKind::from_name(&event.kind), event, out);
-    }
 }
 
 /// Detection settings, read from a JSON file (`sensor daemon --detections-config`).
