@@ -131,7 +131,6 @@ pub struct DaemonConfig {
     pub real_time_protection: bool,
     pub rtp: RtpConfig,
     pub max_file_size: u64,
-    pub scan_workers: usize,
     pub bpf_statistics: bool,
 }
 
@@ -157,7 +156,6 @@ impl DaemonConfig {
             args.grpc_tls_client_ca.as_deref(),
         )?;
         let blocking = args.mode == Mode::Blocking;
-        let scan_workers = args.scan_workers.unwrap_or_else(default_workers);
         Ok(Self {
             mode: args.mode,
             socket: args.socket,
@@ -175,12 +173,11 @@ impl DaemonConfig {
                 scan_on_open: args.scan_on_open.unwrap_or(blocking),
                 mounts: args.rtp_mount,
                 exclude_mounts: args.rtp_exclude_mount,
-                workers: scan_workers,
+                workers: args.scan_workers.unwrap_or_else(default_workers),
                 deadline: Duration::from_millis(args.scan_deadline_ms),
                 scan_delay: Duration::from_millis(args.debug_scan_delay_ms),
             },
             max_file_size: args.max_scan_size_mb * 1024 * 1024,
-            scan_workers,
             bpf_statistics: args.bpf_statistics,
         })
     }

@@ -106,7 +106,6 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             rtp: cfg.rtp.clone(),
             max_file_size: cfg.max_file_size,
             scope,
-            scan_workers: cfg.scan_workers,
         },
         reports,
     )?);
