@@ -426,6 +426,25 @@ pub struct KernelOffsets {
     pub sk_v6_rcv_saddr: u32,
     pub sk_type: u32,
     pub sk_protocol: u32,
+    /// `task_struct.fs` and the two `struct path`s of `fs_struct` the process resolves
+    /// names against: its root (chroot, container) and its working directory.
+    pub task_fs: u32,
+    pub fs_root: u32,
+    pub fs_pwd: u32,
+    /// `struct path` members, and where `file.f_path` sits.
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub file_path: u32,
+    /// `struct mount`: the `vfsmount` embedded in it (to go from a `vfsmount *` back to
+    /// its mount), the mount it is attached to and the dentry it covers there.
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub vfsmount_root: u32,
+    pub dentry_inode: u32,
+    /// Seconds of the inode's change time (`i_ctime_sec`, `__i_ctime` or `i_ctime` by
+    /// kernel version; seconds come first in each).
+    pub inode_ctime_sec: u32,
 }
 
 #[cfg(feature = "user")]

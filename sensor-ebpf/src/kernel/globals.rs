@@ -55,6 +55,18 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sk_v6_rcv_saddr: 0,
     sk_type: 0,
     sk_protocol: 0,
+    task_fs: 0,
+    fs_root: 0,
+    fs_pwd: 0,
+    path_mnt: 0,
+    path_dentry: 0,
+    file_path: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+    vfsmount_root: 0,
+    dentry_inode: 0,
+    inode_ctime_sec: 0,
 };
 
 /// Non-zero in blocking mode (patched by userspace at load).

@@ -226,6 +226,21 @@ pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets> {
         sk_v6_rcv_saddr: o("sock_common", "skc_v6_rcv_saddr")?,
         sk_type: o("sock", "sk_type")?,
         sk_protocol: o("sock", "sk_protocol")?,
+        task_fs: o("task_struct", "fs")?,
+        fs_root: o("fs_struct", "root")?,
+        fs_pwd: o("fs_struct", "pwd")?,
+        path_mnt: o("path", "mnt")?,
+        path_dentry: o("path", "dentry")?,
+        file_path: o("file", "f_path")?,
+        mount_mnt: o("mount", "mnt")?,
+        mount_parent: o("mount", "mnt_parent")?,
+        mount_mountpoint: o("mount", "mnt_mountpoint")?,
+        vfsmount_root: o("vfsmount", "mnt_root")?,
+        dentry_inode: o("dentry", "d_inode")?,
+        inode_ctime_sec: ["i_ctime_sec", "__i_ctime", "i_ctime"]
+            .iter()
+            .find_map(|m| o("inode", m).ok())
+            .ok_or_else(|| anyhow!("member inode.i_ctime_sec not in kernel BTF"))?,
     })
 }
 
@@ -243,5 +258,7 @@ mod tests {
         assert_eq!(off.sk_daddr, 0);
         assert_eq!(off.sk_rcv_saddr, 4);
         assert!(btf.offset("task_struct", "no_such_member").is_err());
+        // struct mount is private to fs/: it must still be in BTF for mount crossing.
+        assert!(off.mount_mnt > off.mount_parent && off.inode_ctime_sec > 0);
     }
 }
