@@ -234,6 +234,9 @@ pub const EXEC_ARGS_TRUNCATED: u32 = 1;
 pub const EXEC_KILLED: u32 = 2;
 /// The environment is longer than [`ENV_LEN`].
 pub const EXEC_ENV_TRUNCATED: u32 = 4;
+/// The image was dropped: its inode changed within the drop window and one of its
+/// ancestor directories is world-writable. Set in every mode.
+pub const EXEC_DROPPED: u32 = 8;
 
 /// `lsm/bprm_check_security` refused an exec (blocking mode, where BPF LSM runs). The
 /// header describes the caller, which keeps its old image; the fields describe the file it
@@ -250,7 +253,7 @@ pub struct ExecDeniedEvent {
 
 /// The image has no name on disk: a memfd or a deleted file.
 pub const DENIED_UNLINKED: u32 = 1;
-/// The image was dropped in a world-writable directory within the window (`DROPPED`).
+/// The image was dropped in a world-writable directory within the window ([`EXEC_DROPPED`]).
 pub const DENIED_DROPPED: u32 = 2;
 
 /// `SyscallEvent.aux[0]` of a module load reported at syscall entry (result unknown).

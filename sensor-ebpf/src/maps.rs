@@ -38,11 +38,11 @@ pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(
 pub static SENSITIVE_NAMES: HashMap<[u8; SENSITIVE_NAME_LEN], u8> =
     HashMap::with_max_entries(256, 0);
 
-/// Blocking mode: files dropped in world-writable directories, by (inode, kernel s_dev),
-/// with the boot-time deadline (ns) until which executing one is killed at exec. Filled by
-/// userspace from file events; LRU, so a flood of drops cannot fill it.
+/// Wall-clock minus boot-time nanoseconds, one entry: inode change times are wall-clock,
+/// BPF reads only boot-relative clocks. Written by userspace before the programs attach and
+/// refreshed every few seconds, since the wall clock can be stepped.
 #[map]
-pub static DROPPED: LruHashMap<[u64; 2], u64> = LruHashMap::with_max_entries(8192, 0);
+pub static WALL_CLOCK: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Thread groups whose signals are reported (`signal` events): the sensor and auditd.
 #[map]

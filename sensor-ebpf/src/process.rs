@@ -13,8 +13,8 @@ use aya_ebpf::{
     helpers::generated::bpf_send_signal, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 use sensor_common::{
-    ARGS_LEN, ENV_LEN, EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED, EventKind, ExecEvent,
-    ExecImage, ExitEvent, ForkEvent,
+    ARGS_LEN, ENV_LEN, EXEC_ARGS_TRUNCATED, EXEC_DROPPED, EXEC_ENV_TRUNCATED, EXEC_KILLED,
+    EventKind, ExecEvent, ExecImage, ExitEvent, ForkEvent,
 };
 
 use crate::{
@@ -26,7 +26,7 @@ use crate::{
         task::{current_task, read, read_ptr},
         user::{kernel_str, read_user_bytes},
     },
-    prevent::doomed,
+    prevent::assess,
 };
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
@@ -41,14 +41,14 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let bprm: usize = ctx.arg::<u64>(2) as usize;
     // Decided before anything can fail to be reported: a full ring buffer must not let a
     // fileless or dropped image run.
-    let killed = prevent(task, bprm);
+    let (killed, dropped) = prevent(task, bprm);
     let Some(mut entry) = reserve::<ExecEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
     let o = off();
     unsafe {
-        (*e).flags = if killed { EXEC_KILLED } else { 0 };
+        (*e).flags = if killed { EXEC_KILLED } else { 0 } | if dropped { EXEC_DROPPED } else { 0 };
         (*e).args_len = 0;
         (*e).env_len = 0;
         (*e)._pad = 0;
@@ -57,11 +57,16 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     send(entry, task, kind).and(body)
 }
 
-/// Blocking mode: an image [`doomed`] to be stopped is killed here, in the tracepoint that
-/// runs after the kernel committed to the new image and before its first instruction.
-/// Where BPF LSM runs, such an exec was already denied and never gets here.
-fn prevent(task: usize, bprm: usize) -> bool {
-    doomed(task, bprm).is_some() && unsafe { bpf_send_signal(SIGKILL) == 0 }
+/// Blocking mode: an image doomed to be stopped ([`assess`]) is killed here, in the
+/// tracepoint that runs after the kernel committed to the new image and before its first
+/// instruction. Where BPF LSM runs, such an exec was already denied and never gets here.
+/// Returns (killed, dropped): whether the image was dropped is recorded in every mode.
+fn prevent(task: usize, bprm: usize) -> (bool, bool) {
+    let (dropped, doomed) = assess(task, bprm);
+    (
+        doomed.is_some() && unsafe { bpf_send_signal(SIGKILL) == 0 },
+        dropped,
+    )
 }
 
 const SIGKILL: u32 = 9;

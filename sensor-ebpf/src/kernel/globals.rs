@@ -78,6 +78,16 @@ static BLOCKING: u32 = 0;
 #[unsafe(no_mangle)]
 static BLOCK_SCOPE_TGID: u32 = 0;
 
+/// How many seconds after its inode last changed an image below a world-writable
+/// directory counts as dropped (`drop_exec_window_secs`).
+#[unsafe(no_mangle)]
+static DROP_WINDOW_SECS: u64 = 0;
+
+#[inline(always)]
+pub fn drop_window_secs() -> u64 {
+    unsafe { core::ptr::read_volatile(&DROP_WINDOW_SECS) }
+}
+
 #[inline(always)]
 pub fn blocking() -> bool {
     unsafe { core::ptr::read_volatile(&BLOCKING) != 0 }

@@ -156,6 +156,7 @@ impl DaemonConfig {
             args.grpc_tls_client_ca.as_deref(),
         )?;
         let blocking = args.mode == Mode::Blocking;
+        let drop_window = blocking.then(|| detect.drop_exec_window());
         Ok(Self {
             mode: args.mode,
             socket: args.socket,
@@ -176,6 +177,7 @@ impl DaemonConfig {
                 workers: args.scan_workers.unwrap_or_else(default_workers),
                 deadline: Duration::from_millis(args.scan_deadline_ms),
                 scan_delay: Duration::from_millis(args.debug_scan_delay_ms),
+                drop_window,
             },
             max_file_size: args.max_scan_size_mb * 1024 * 1024,
             bpf_statistics: args.bpf_statistics,

@@ -76,13 +76,14 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             .chain(crate::kernel::probes::pids_named("auditd"))
             .collect(),
         run_statistics: cfg.bpf_statistics,
+        drop_window_secs: cfg.detect.drop_exec_window().as_secs(),
     })?;
     let Probes {
         events: ring,
         counters,
         status,
         enabled,
-        dropped,
+        wall_clock,
         exec_denial,
         run_statistics,
         ebpf,
@@ -110,13 +111,13 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         reports,
     )?);
     let capture = capture::spawn(ring, records, stats.clone(), stop.clone())?;
+    let clock = spawn_wall_clock(wall_clock, stop.clone())?;
 
     // Enrich -> detect -> act -> publish.
     let feed = Feed::new(cfg.stream_buffer);
     let detections = DetectionStore::default();
-    let window_ns = cfg.detect.drop_exec_window().as_nanos() as u64;
-    let responder = Responder::new(cfg.blocking(), scope).with_dropped_map(dropped, window_ns);
-    let prevention = responder.describe(&exec_denial);
+    let responder = Responder::new(cfg.blocking(), scope);
+    let prevention = responder.describe(&exec_denial, &av.rtp_health().marks);
     let stages = Stages {
         enricher: Enricher::new(table, HashCache::start()),
         detector: DetectionEngine::new(cfg.detect.clone()).with_sigma(sigma),
@@ -176,6 +177,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     av.stop();
     let _ = capture.join();
+    let _ = clock.join();
     finish.store(true, Ordering::Release);
     let _ = pipeline.join();
     drop(av);
@@ -190,4 +192,31 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     crate::kernel::probes::detach_all(&mut ebpf);
     drop(ebpf);
     Ok(())
+}
+
+/// The `wall-clock` thread: keeps the kernel's wall-clock offset current, so a stepped
+/// clock (NTP, an administrator) cannot age a fresh drop out of the window or make an old
+/// file look fresh for longer than a refresh period.
+fn spawn_wall_clock(
+    mut map: aya::maps::Array<aya::maps::MapData, u64>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    const REFRESH: Duration = Duration::from_secs(2);
+    let t = std::thread::Builder::new()
+        .name("wall-clock".into())
+        .spawn(move || {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if last.elapsed() < REFRESH {
+                    continue;
+                }
+                last = Instant::now();
+                let offset = crate::kernel::probes::wall_clock_offset();
+                if let Err(e) = map.set(0, offset, 0) {
+                    log::warn!("wall-clock offset for the kernel: {e}");
+                }
+            }
+        })?;
+    Ok(t)
 }

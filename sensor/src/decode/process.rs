@@ -2,8 +2,8 @@
 //! and for `sensor-ebpf/src/lsm.rs` (execs denied by BPF LSM).
 
 use sensor_common::{
-    DENIED_DROPPED, DENIED_UNLINKED, EXEC_ARGS_TRUNCATED, EXEC_ENV_TRUNCATED, EXEC_KILLED,
-    ExecDeniedEvent, ExecEvent, ExecImage, ExitEvent,
+    DENIED_DROPPED, DENIED_UNLINKED, EXEC_ARGS_TRUNCATED, EXEC_DROPPED, EXEC_ENV_TRUNCATED,
+    EXEC_KILLED, ExecDeniedEvent, ExecEvent, ExecImage, ExitEvent,
 };
 
 use super::{DecodeError, read_record, text};
@@ -26,6 +26,7 @@ pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, Decod
     event.exec = Some(proto::ExecInfo {
         args_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
         killed: e.flags & EXEC_KILLED != 0,
+        dropped: e.flags & EXEC_DROPPED != 0,
         loader_env,
         env_truncated: truncated,
         ..image(&e.image)
@@ -43,6 +44,7 @@ pub fn exec_denied(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeE
             _ => "unknown reason",
         }
         .into(),
+        dropped: e.reason == DENIED_DROPPED,
         ..image(&e.image)
     });
     Ok(())

@@ -1,8 +1,22 @@
 //! SNS-0003 drop and execute: a file written, renamed into place or made executable in a
 //! world-writable directory (/tmp, /var/tmp, /dev/shm) and executed within a window
 //! (`drop_exec_window_secs`, default 600 s).
+//!
+//! Two sources, so neither a lost file event nor a script escapes: the kernel marks the
+//! exec of an image whose inode changed within the window below a world-writable
+//! directory (`ExecInfo.dropped`, decided at exec by `sensor-ebpf/src/prevent.rs`), and
+//! the drops seen as file events are remembered by path, which is what catches a script
+//! (its exec record's image is the interpreter). [`dropped_file`] is the kernel's rule for
+//! a file userspace holds open: real-time protection applies it to its exec permission
+//! events.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    fs::Metadata,
+    os::unix::fs::MetadataExt,
+    path::Path,
+    time::{Duration, SystemTime},
+};
 
 use sensor_common::EventKind;
 
@@ -24,8 +38,8 @@ const MAX_DROPS: usize = 8192;
 
 pub struct DropExec {
     window_ns: u64,
-    /// path -> (seq of the write, kernel time)
-    drops: HashMap<String, (u64, u64)>,
+    /// path -> (seq of the write, kernel time, inode)
+    drops: HashMap<String, (u64, u64, u64)>,
 }
 
 impl DropExec {
@@ -36,34 +50,94 @@ impl DropExec {
         }
     }
 
-    fn remember(&mut self, path: &str, seq: u64, ts: u64) {
+    fn remember(&mut self, path: &str, seq: u64, ts: u64, inode: u64) {
         if self.drops.len() >= MAX_DROPS {
             let horizon = ts.saturating_sub(self.window_ns);
-            self.drops.retain(|_, (_, t)| *t >= horizon);
+            self.drops.retain(|_, (_, t, _)| *t >= horizon);
             if self.drops.len() >= MAX_DROPS {
                 let oldest = self
                     .drops
                     .iter()
-                    .min_by_key(|(_, (_, t))| *t)
+                    .min_by_key(|(_, (_, t, _))| *t)
                     .map(|(k, _)| k.clone());
                 if let Some(k) = oldest {
                     self.drops.remove(&k);
                 }
             }
         }
-        self.drops.insert(path.to_string(), (seq, ts));
+        self.drops.insert(path.to_string(), (seq, ts, inode));
+    }
+
+    /// The remembered drop `e`'s image came from: by the path executed, else (for an
+    /// image the kernel says was dropped, run through a relative path) by its inode.
+    fn drop_of(&self, e: &proto::Event, exe: &str) -> Option<(String, u64, u64)> {
+        let x = e.exec.as_ref()?;
+        let by_path = [exe, x.filename.as_str()].into_iter().find_map(|path| {
+            let (seq, ts, _) = self.drops.get(path)?;
+            Some((path.to_string(), *seq, *ts))
+        });
+        by_path.or_else(|| {
+            if !x.dropped || x.inode == 0 {
+                return None;
+            }
+            self.drops
+                .iter()
+                .filter(|(_, (_, _, ino))| *ino == x.inode)
+                .max_by_key(|(_, (_, ts, _))| *ts)
+                .map(|(path, (seq, ts, _))| (path.clone(), *seq, *ts))
+        })
+    }
+}
+
+/// The kernel's drop rule (`sensor-ebpf/src/prevent.rs`) for a file userspace holds open:
+/// `meta` (the open file's) changed within `window` of now, or later (a clock stepped
+/// back), and a directory above `path` is writable by everyone. The change time is the
+/// kernel's: creating, writing, chmod, rename and link set it, and no unprivileged caller
+/// can set it back.
+pub fn dropped_file(meta: &Metadata, path: &Path, window: Duration) -> bool {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if !meta.is_file() || meta.ctime() < now.saturating_sub(window.as_secs() as i64) {
+        return false;
+    }
+    path.ancestors()
+        .skip(1)
+        .any(|dir| std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o002 != 0))
+}
+
+/// SNS-0003 for an exec refused before it ran (real-time protection's exec permission
+/// check): `process` is the caller, which keeps its old image; `by` names who refused.
+pub fn denied_detection(path: &str, process: Option<proto::Process>, by: &str) -> proto::Event {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    proto::Event {
+        kind: "detection".into(),
+        time_unix_ns: now,
+        process,
+        detection: Some(proto::Detection {
+            id: RULE.id.into(),
+            title: RULE.title.into(),
+            description: RULE.description.into(),
+            severity: RULE.severity.into(),
+            mitre: RULE.mitre.iter().map(|s| s.to_string()).collect(),
+            evidence: Vec::new(),
+            action: "denied".into(),
+            source: "builtin".into(),
+            details: [
+                ("path".to_string(), path.to_string()),
+                ("denied_by".to_string(), by.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        }),
+        ..Default::default()
     }
 }
 
 /// The file `e` drops into a world-writable directory: written, created, made executable,
-/// renamed or linked there. Shared with blocking mode, which arms the kernel with it.
-pub fn dropped_path(e: &proto::Event) -> Option<&str> {
-    // File events only: no kind to parse for the rest of the stream.
-    e.file.as_ref()?;
-    dropped(EventKind::from_name(&e.kind)?, e)
-}
-
-/// [`dropped_path`] for an event whose kind is already parsed.
+/// renamed or linked there.
 fn dropped(kind: EventKind, e: &proto::Event) -> Option<&str> {
     let f = e.file.as_ref()?;
     let path = match kind {
@@ -85,7 +159,8 @@ impl Detector for DropExec {
 
     fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         if let Some(path) = kind.and_then(|k| dropped(k, e)) {
-            self.remember(path, e.seq, e.timestamp_ns);
+            let inode = e.file.as_ref().map_or(0, |f| f.inode);
+            self.remember(path, e.seq, e.timestamp_ns, inode);
             return;
         }
         let (Some(x), Some(p)) = (&e.exec, &e.process) else {
@@ -97,26 +172,38 @@ impl Detector for DropExec {
         } else {
             ""
         };
-        let hit = [exe, x.filename.as_str()]
-            .into_iter()
-            .find_map(|path| self.drops.get(path).map(|d| (path.to_string(), *d)));
-        if let Some((path, (seq, ts))) = hit
-            && e.timestamp_ns.saturating_sub(ts) <= self.window_ns
-        {
-            out.push(Finding {
-                rule: &RULE,
-                process: p.clone(),
-                evidence: vec![seq, e.seq],
-                details: vec![("path", path)],
-            });
-        }
+        let seen = self
+            .drop_of(e, exe)
+            .filter(|(_, _, ts)| e.timestamp_ns.saturating_sub(*ts) <= self.window_ns);
+        let (path, evidence) = match seen {
+            Some((path, seq, _)) => (path, vec![seq, e.seq]),
+            // The kernel saw the drop even if its file event never arrived.
+            None if x.dropped => {
+                let path = if exe.starts_with('/') {
+                    exe
+                } else {
+                    x.filename.as_str()
+                };
+                (path.to_string(), vec![e.seq])
+            }
+            None => return,
+        };
+        out.push(Finding {
+            rule: &RULE,
+            process: p.clone(),
+            evidence,
+            details: vec![("path", path)],
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use sensor_testkit::events::{exec, file, process};
 
+    use super::*;
     use crate::detect::replay::raises;
 
     const ID: &str = "SNS-0003";
@@ -161,5 +248,49 @@ mod tests {
         ));
         // A file in /tmp that was never written since the sensor started.
         assert!(!raises(ID, vec![exec(&process(3214, "/tmp/tool", &[]))]));
+    }
+
+    #[test]
+    fn the_kernel_flag_alone_raises_even_without_the_file_event() {
+        let payload = process(3220, "/tmp/x", &["/tmp/x"]);
+        let mut run = exec(&payload);
+        run.exec.as_mut().unwrap().dropped = true;
+        assert!(raises(ID, vec![run]));
+        // Run as ./x: the drop's file event names the absolute path, found by inode.
+        let curl = process(3221, "/usr/bin/curl", &[]);
+        let mut write = file("file_write", &curl, "/tmp/d/x", "");
+        write.file.as_mut().unwrap().inode = 77;
+        let mut run = exec(&process(3222, "./x", &["./x"]));
+        let x = run.exec.as_mut().unwrap();
+        (x.dropped, x.inode) = (true, 77);
+        let mut engine = crate::detect::DetectionEngine::new(Default::default());
+        engine.observe(&write);
+        let found = engine.observe(&run);
+        let d = found[0].detection.as_ref().unwrap();
+        assert_eq!(
+            (d.id.as_str(), d.details["path"].as_str()),
+            (ID, "/tmp/d/x")
+        );
+    }
+
+    #[test]
+    fn the_userspace_rule_matches_the_kernels() {
+        let base = std::env::temp_dir().join(format!("sensor-dropped-{}", std::process::id()));
+        let drop = base.join("drop");
+        std::fs::create_dir_all(drop.join("sub")).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&drop, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let x = drop.join("sub/x");
+        std::fs::write(&x, b"#!/bin/sh\n").unwrap();
+        let meta = std::fs::metadata(&x).unwrap();
+        assert!(dropped_file(&meta, &x, Duration::from_secs(600)));
+        // Long installed: its change time is older than any window.
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        let old = std::fs::metadata(&sh).unwrap();
+        assert!(!dropped_file(&old, &sh, Duration::from_secs(1)));
+        // A directory is not an image.
+        let dir = std::fs::metadata(&drop).unwrap();
+        assert!(!dropped_file(&dir, &drop, Duration::from_secs(600)));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -36,8 +36,8 @@ pub struct Probes {
     pub counters: KernelCounters,
     pub status: Vec<proto::ProgramStatus>,
     pub enabled: HashSet<EventKind>,
-    /// Files dropped in world-writable directories, for blocking mode's kills at exec.
-    pub dropped: aya::maps::HashMap<MapData, [u64; 2], u64>,
+    /// Wall-clock minus boot time, for the kernel's drop decision; see [`wall_clock_offset`].
+    pub wall_clock: Array<MapData, u64>,
     /// Whether fileless and dropped images are denied at exec (BPF LSM) rather than killed.
     pub exec_denial: ExecDenial,
     pub run_statistics: RunStatistics,
@@ -164,6 +164,9 @@ pub struct ProbeConfig {
     pub protected_tgids: Vec<u32>,
     /// Turn on the kernel's per-program run statistics.
     pub run_statistics: bool,
+    /// An image whose inode changed this recently below a world-writable directory is
+    /// dropped (`drop_exec_window_secs`).
+    pub drop_window_secs: u64,
 }
 
 /// Programs of one syscall family; the syscalls they follow and the kinds they produce
@@ -218,6 +221,7 @@ impl Probes {
             .override_global("OFFSETS", &Offsets(offsets), true)
             .override_global("BLOCKING", &u32::from(cfg.blocking), true)
             .override_global("BLOCK_SCOPE_TGID", &cfg.block_scope_tgid, true)
+            .override_global("DROP_WINDOW_SECS", &cfg.drop_window_secs, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
             .load(OBJECT)
             .context("loading the eBPF object")?;
@@ -254,6 +258,9 @@ impl Probes {
             for pid in &cfg.ignored_tgids {
                 ignored.insert(pid, 1, 0)?;
             }
+            let mut wall: Array<_, u64> =
+                Array::try_from(ebpf.map_mut("WALL_CLOCK").context("map WALL_CLOCK")?)?;
+            wall.set(0, wall_clock_offset(), 0)?;
         }
 
         let mut status = Vec::new();
@@ -284,19 +291,33 @@ impl Probes {
             lost: PerCpuArray::try_from(ebpf.take_map("LOST").context("map LOST")?)?,
             errors: PerCpuArray::try_from(ebpf.take_map("ERRORS").context("map ERRORS")?)?,
         };
-        let dropped =
-            aya::maps::HashMap::try_from(ebpf.take_map("DROPPED").context("map DROPPED")?)?;
+        let wall_clock = Array::try_from(ebpf.take_map("WALL_CLOCK").context("map WALL_CLOCK")?)?;
         Ok(Self {
             events,
             counters,
             status,
             enabled,
-            dropped,
+            wall_clock,
             exec_denial,
             run_statistics,
             ebpf,
         })
     }
+}
+
+/// Wall-clock minus boot-time nanoseconds, which the kernel adds to its boot clock to
+/// compare inode change times with now.
+pub fn wall_clock_offset() -> u64 {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: plain syscall on a local struct.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    now(libc::CLOCK_REALTIME).saturating_sub(now(libc::CLOCK_BOOTTIME))
 }
 
 fn attach_raw(ebpf: &mut Ebpf, name: &str) -> proto::ProgramStatus {

@@ -3,99 +3,78 @@
 //! Each rule says what blocking mode does about it ([`crate::detect::Rule::response`]);
 //! this stage asks the rule, so a detection's response is written once, next to the
 //! detection (today reverse shell, fileless execution, drop and execute and crypto miner
-//! are stopped). Fileless images are stopped by the kernel at exec: denied through BPF
-//! LSM where the kernel runs it, else killed before their first instruction; so are
-//! dropped files, once this stage has seen the drop and armed the kernel with the file's
-//! inode (`DROPPED`). This stage records those denials and kills.
-//! The rest is decided in userspace and killed from here: the offending process (also a
-//! drop executed faster than its file event reached userspace) and, where the rule's
-//! response says so (a reverse shell), the shells it started. Passive mode never kills.
+//! are stopped). Fileless and dropped images are stopped in the kernel at exec, with no
+//! help from this stage: denied through BPF LSM where the kernel runs it, else killed
+//! before their first instruction (a dropped image is one whose inode changed within the
+//! drop window below a world-writable directory, see `sensor-ebpf/src/prevent.rs`); on
+//! mounts real-time protection marks, its exec permission check denies them first,
+//! scripts included. This stage records those denials and kills.
+//! The rest is decided in userspace and killed from here: the offending process and, where
+//! the rule's response says so (a reverse shell), the shells it started. Passive mode
+//! never kills.
 //!
 //! A process is killed only after checking that its pid still names the same process
 //! (start time from /proc), so a reused pid is never hit.
 
-use std::os::unix::fs::MetadataExt;
-
-use aya::maps::{HashMap, MapData};
-
 use crate::{
-    detect::{Response, drop_exec::dropped_path},
+    detect::Response,
     enrich::process_table::{ProcessKey, ProcessTable},
     kernel::probes::ExecDenial,
     proto,
     scope::BlockingScope,
 };
 
-/// (inode, kernel s_dev) -> boot-time deadline of the kill, in the kernel program.
-pub type DroppedMap = HashMap<MapData, [u64; 2], u64>;
-
 pub struct Responder {
     blocking: bool,
     /// Which processes blocking may stop.
     scope: BlockingScope,
-    /// The kernel's map of dropped files, and how long after the drop an exec is killed.
-    dropped: Option<(DroppedMap, u64)>,
 }
 
 impl Responder {
     pub fn new(blocking: bool, scope: BlockingScope) -> Self {
-        Self {
-            blocking,
-            scope,
-            dropped: None,
-        }
+        Self { blocking, scope }
     }
 
-    /// Arms the kernel program with files dropped in world-writable directories, so their
-    /// exec within `window_ns` is killed before the first instruction.
-    pub fn with_dropped_map(mut self, map: DroppedMap, window_ns: u64) -> Self {
-        self.dropped = Some((map, window_ns));
-        self
-    }
-
-    /// Sees every event before detection, so the kernel is armed as early as possible.
-    pub fn observe(&mut self, e: &proto::Event) {
-        if !self.blocking {
-            return;
-        }
-        let (Some((map, window)), Some(path)) = (&mut self.dropped, dropped_path(e)) else {
-            return;
-        };
-        // The kernel knows files by inode and its own device numbering.
-        let Ok(m) = std::fs::metadata(path) else {
-            return;
-        };
-        if !m.is_file() {
-            return;
-        }
-        let dev = (u64::from(libc::major(m.dev())) << 20) | u64::from(libc::minor(m.dev()));
-        if let Err(err) = map.insert([m.ino(), dev], e.timestamp_ns + *window, 0) {
-            log::debug!("arming the kernel for {path}: {err}");
-        }
-    }
-
-    /// How prevention works here, for health.
-    pub fn describe(&self, exec_denial: &ExecDenial) -> String {
+    /// How prevention works here, for health: in particular, what stops a dropped image
+    /// (`rtp_marks`: the mounts whose execs real-time protection checks, if it runs).
+    pub fn describe(&self, exec_denial: &ExecDenial, rtp_marks: &[String]) -> String {
         if !self.blocking {
             return "passive mode: detections are reported, nothing is stopped".into();
         }
         let scope = self.scope.describe();
         let at_exec = if exec_denial.active {
-            "fileless images and files dropped in world-writable directories denied at exec \
-             with EPERM by BPF LSM (bprm_check_security), with the kill by the exec \
+            "fileless and dropped images (changed within the drop window below a \
+             world-writable directory) denied at exec with EPERM by BPF LSM \
+             (bprm_check_security), dropped scripts included, with the kill by the exec \
              tracepoint (bpf_send_signal in sched_process_exec) behind it"
                 .to_string()
         } else {
             format!(
-                "fileless images and files dropped in world-writable directories killed at \
-                 exec by the kernel program (bpf_send_signal in sched_process_exec); exec \
-                 denial through BPF LSM not used ({})",
+                "fileless and dropped images (changed within the drop window below a \
+                 world-writable directory) killed at exec by the kernel program \
+                 (bpf_send_signal in sched_process_exec), ELF images only; exec denial \
+                 through BPF LSM not used ({})",
                 exec_denial.reason
             )
         };
+        let rtp = if rtp_marks.is_empty() {
+            if exec_denial.active {
+                String::new()
+            } else {
+                "; dropped scripts are not stopped (neither BPF LSM nor real-time \
+                 protection)"
+                    .to_string()
+            }
+        } else {
+            format!(
+                "; on {}, real-time protection denies the exec of dropped files with EPERM \
+                 (FAN_OPEN_EXEC_PERM), scripts included, before the kernel has to kill",
+                rtp_marks.join(", ")
+            )
+        };
         format!(
-            "blocking{scope}: {at_exec}; reverse shells, miners, and drops executed before \
-             their file event arrived killed from userspace after detection"
+            "blocking{scope}: {at_exec}{rtp}; reverse shells, miners and drops the kernel \
+             did not stop killed from userspace after detection"
         )
     }
 

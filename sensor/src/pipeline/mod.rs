@@ -48,7 +48,6 @@ impl Stages {
     fn run(&mut self, d: Decoded) {
         let mut event = self.enricher.enrich(d);
         event.seq = self.publisher.next_seq();
-        self.responder.observe(&event);
         let mut found = self.detector.observe(&event);
         for det in &mut found {
             self.responder.respond(&event, det, &self.enricher.table);
