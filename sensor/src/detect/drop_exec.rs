@@ -1,6 +1,6 @@
-//! SNS-0003 drop and execute: a file written, renamed into place or made executable in a
-//! world-writable directory (/tmp, /var/tmp, /dev/shm) and executed within a window
-//! (`drop_exec_window_secs`, default 600 s).
+//! SNS-0003 drop and execute: a file written, renamed into place or made executable below a
+//! world-writable directory (/tmp, /var/tmp, /dev/shm, or any other whose mode says so)
+//! and executed within a window (`drop_exec_window_secs`, default 600 s).
 //!
 //! Two sources, so neither a lost file event nor a script escapes: the kernel marks the
 //! exec of an image whose inode changed within the window below a world-writable
@@ -15,7 +15,7 @@ use std::{
     fs::Metadata,
     os::unix::fs::MetadataExt,
     path::Path,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use sensor_common::EventKind;
@@ -40,13 +40,24 @@ pub struct DropExec {
     window_ns: u64,
     /// path -> (seq of the write, kernel time, inode)
     drops: HashMap<String, (u64, u64, u64)>,
+    /// Directories outside the well-known ones found world-writable or not, forgotten
+    /// every [`DIRS_TTL`] so a chmod of a directory is seen within it.
+    dirs: HashMap<String, bool>,
+    dirs_since: Instant,
 }
+
+/// How long a directory's world-writable bit is trusted without looking again.
+const DIRS_TTL: Duration = Duration::from_secs(10);
+/// Bound on directories remembered.
+const MAX_DIRS: usize = 4096;
 
 impl DropExec {
     pub fn new(window_secs: u64) -> Self {
         Self {
             window_ns: Duration::from_secs(window_secs).as_nanos() as u64,
             drops: HashMap::new(),
+            dirs: HashMap::new(),
+            dirs_since: Instant::now(),
         }
     }
 
@@ -136,20 +147,48 @@ pub fn denied_detection(path: &str, process: Option<proto::Process>, by: &str) -
     }
 }
 
-/// The file `e` drops into a world-writable directory: written, created, made executable,
-/// renamed or linked there.
-fn dropped(kind: EventKind, e: &proto::Event) -> Option<&str> {
+/// The file `e` would drop: written, created, made executable, renamed or linked there.
+fn written_path(kind: EventKind, e: &proto::Event) -> Option<&str> {
     let f = e.file.as_ref()?;
-    let path = match kind {
-        EventKind::FileCreate | EventKind::FileWrite => &f.path,
-        EventKind::FileChmod if f.mode & 0o111 != 0 => &f.path,
-        EventKind::FileRename | EventKind::FileLink => &f.new_path,
-        _ => return None,
-    };
-    WORLD_WRITABLE
-        .iter()
-        .any(|d| path.starts_with(d))
-        .then_some(path.as_str())
+    match kind {
+        EventKind::FileCreate | EventKind::FileWrite => Some(&f.path),
+        EventKind::FileChmod if f.mode & 0o111 != 0 => Some(&f.path),
+        EventKind::FileRename | EventKind::FileLink => Some(&f.new_path),
+        _ => None,
+    }
+}
+
+impl DropExec {
+    /// The file `e` drops below a world-writable directory: the well-known ones by name,
+    /// any other by its mode (as the kernel decides at exec).
+    fn dropped<'e>(&mut self, kind: EventKind, e: &'e proto::Event) -> Option<&'e str> {
+        let path = written_path(kind, e)?;
+        if WORLD_WRITABLE.iter().any(|d| path.starts_with(d)) {
+            return Some(path);
+        }
+        if !path.starts_with('/') {
+            return None;
+        }
+        if self.dirs_since.elapsed() > DIRS_TTL || self.dirs.len() > MAX_DIRS {
+            self.dirs.clear();
+            self.dirs_since = Instant::now();
+        }
+        Path::new(path)
+            .ancestors()
+            .skip(1)
+            .any(|dir| self.world_writable(dir))
+            .then_some(path)
+    }
+
+    fn world_writable(&mut self, dir: &Path) -> bool {
+        let key = dir.to_string_lossy();
+        if let Some(&w) = self.dirs.get(key.as_ref()) {
+            return w;
+        }
+        let w = std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o002 != 0);
+        self.dirs.insert(key.into_owned(), w);
+        w
+    }
 }
 
 impl Detector for DropExec {
@@ -158,7 +197,7 @@ impl Detector for DropExec {
     }
 
     fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
-        if let Some(path) = kind.and_then(|k| dropped(k, e)) {
+        if let Some(path) = kind.and_then(|k| self.dropped(k, e)) {
             let inode = e.file.as_ref().map_or(0, |f| f.inode);
             self.remember(path, e.seq, e.timestamp_ns, inode);
             return;
