@@ -161,3 +161,43 @@ fn kill_if_same(key: &ProcessKey) -> bool {
     // SAFETY: plain syscall; the pid was just checked.
     unsafe { libc::kill(key.tgid as i32, libc::SIGKILL) == 0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denial(active: bool) -> ExecDenial {
+        ExecDenial {
+            active,
+            reason: if active {
+                "bpf is an active LSM".into()
+            } else {
+                "bpf is not an active LSM".into()
+            },
+        }
+    }
+
+    /// Health says what stops a dropped image on this machine, scripts included.
+    #[test]
+    fn prevention_names_what_stops_dropped_images() {
+        let responder = Responder::new(true, BlockingScope::new(None).unwrap());
+        let bare = responder.describe(&denial(false), &[]);
+        assert!(bare.contains("bpf_send_signal") && bare.contains("ELF images only"));
+        assert!(bare.contains("scripts are not stopped"), "{bare}");
+        let rtp = responder.describe(&denial(false), &["/srv".to_string()]);
+        assert!(
+            rtp.contains("on /srv") && rtp.contains("FAN_OPEN_EXEC_PERM"),
+            "{rtp}"
+        );
+        assert!(!rtp.contains("scripts are not stopped"));
+        let lsm = responder.describe(&denial(true), &[]);
+        assert!(lsm.contains("BPF LSM") && lsm.contains("dropped scripts included"));
+        assert!(!lsm.contains("scripts are not stopped"));
+        let passive = Responder::new(false, BlockingScope::new(None).unwrap());
+        assert!(
+            passive
+                .describe(&denial(true), &[])
+                .starts_with("passive mode")
+        );
+    }
+}
