@@ -76,6 +76,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             .chain(crate::kernel::probes::pids_named("auditd"))
             .collect(),
         run_statistics: cfg.bpf_statistics,
+        module_load_attempts: cfg.module_load_attempts,
     })?;
     let Probes {
         events: ring,
@@ -85,6 +86,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         dropped,
         exec_denial,
         run_statistics,
+        module_loads,
         ebpf,
     } = probes;
     for st in status.iter().filter(|s| !s.attached) {
@@ -136,6 +138,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         mode: format!("{:?}", cfg.mode).to_lowercase(),
         prevention,
         exec_denial,
+        module_loads,
         detection: detection_info,
         started: Instant::now(),
         av: av.clone(),

@@ -41,6 +41,8 @@ pub struct Probes {
     /// Whether fileless and dropped images are denied at exec (BPF LSM) rather than killed.
     pub exec_denial: ExecDenial,
     pub run_statistics: RunStatistics,
+    /// Why module loads are not captured, when they are not (for health).
+    pub module_loads: Option<String>,
     pub ebpf: Ebpf,
 }
 
@@ -164,6 +166,9 @@ pub struct ProbeConfig {
     pub protected_tgids: Vec<u32>,
     /// Turn on the kernel's per-program run statistics.
     pub run_statistics: bool,
+    /// On a kernel without module support, report module load attempts anyway through
+    /// the per-syscall fallback.
+    pub module_load_attempts: bool,
 }
 
 /// Programs of one syscall family; the syscalls they follow and the kinds they produce
@@ -273,8 +278,13 @@ impl Probes {
             }
         }
 
+        let mut module_loads = None;
         if enabled.contains(&EventKind::ModuleLoad) && module_hooks_missing(&status) {
-            status.push(attach_module_fallback(&mut ebpf));
+            if cfg.module_load_attempts {
+                status.push(attach_module_fallback(&mut ebpf));
+            } else {
+                module_loads = Some(NO_MODULE_SUPPORT.to_string());
+            }
         }
         let (lsm_status, exec_denial) = attach_exec_denial(&mut ebpf, cfg.blocking);
         status.extend(lsm_status);
@@ -294,6 +304,7 @@ impl Probes {
             dropped,
             exec_denial,
             run_statistics,
+            module_loads,
             ebpf,
         })
     }
@@ -335,8 +346,15 @@ fn module_hooks_missing(status: &[proto::ProgramStatus]) -> bool {
         .any(|s| s.hook.ends_with("init_module") && !s.attached)
 }
 
-/// Catches module load attempts at raw syscall entry instead. It costs a few instructions
-/// on every syscall, which is why it is only a fallback.
+/// What health says when the kernel has no module syscall tracepoints and the fallback
+/// was not asked for.
+const NO_MODULE_SUPPORT: &str = "module_load: not captured: this kernel has no module \
+    support (no init_module/finit_module syscall tracepoints), so no module can be loaded; \
+    --module-load-attempts reports the failed attempts through a hook on every syscall";
+
+/// Catches module load attempts at raw syscall entry instead. It runs on every syscall of
+/// the machine (the largest single cost of capture when on) to report attempts that can
+/// only fail, so it is attached only when asked for (`--module-load-attempts`).
 fn attach_module_fallback(ebpf: &mut Ebpf) -> proto::ProgramStatus {
     let mut st = attach_raw_as(ebpf, "module_sys_enter", "sys_enter");
     st.hook = "raw_tracepoint/sys_enter (module_load fallback)".into();
