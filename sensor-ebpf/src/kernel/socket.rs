@@ -14,20 +14,42 @@ const S_IFSOCK: u16 = 0o140000;
 /// Describes the socket behind `file`; `family` stays 0 if it is not one.
 #[inline(always)]
 pub fn sock_info(file: usize, out: *mut SockInfo) -> Result<(), i64> {
-    let o = off();
     unsafe {
         (*out) = SockInfo::default();
     }
-    if file == 0 {
+    let sk = sock_of(file)?;
+    if sk == 0 {
         return Ok(());
+    }
+    sk_info(sk, out)
+}
+
+/// The `struct sock` behind `file`, or 0 if `file` is not a socket.
+#[inline(always)]
+pub fn sock_of(file: usize) -> Result<usize, i64> {
+    let o = off();
+    if file == 0 {
+        return Ok(0);
     }
     let inode = read_ptr(file, o.file_inode)?;
     let mode: u16 = read(inode, o.inode_mode)?;
     if mode & S_IFMT != S_IFSOCK {
-        return Ok(());
+        return Ok(0);
     }
     let socket = read_ptr(file, o.file_private_data)?;
-    let sk = read_ptr(socket, o.socket_sk)?;
+    read_ptr(socket, o.socket_sk)
+}
+
+/// The socket type (`SOCK_STREAM`, `SOCK_DGRAM`, ...) of `sk`.
+#[inline(always)]
+pub fn sk_type(sk: usize) -> Result<u16, i64> {
+    read(sk, off().sk_type)
+}
+
+/// Describes `sk` (a non-null `struct sock`) into `out`.
+#[inline(always)]
+pub fn sk_info(sk: usize, out: *mut SockInfo) -> Result<(), i64> {
+    let o = off();
     let family: u16 = read(sk, o.sk_family)?;
     unsafe {
         (*out).family = family;
