@@ -50,16 +50,45 @@ pub fn sk_type(sk: usize) -> Result<u16, i64> {
 #[inline(always)]
 pub fn sk_info(sk: usize, out: *mut SockInfo) -> Result<(), i64> {
     let o = off();
-    let family: u16 = read(sk, o.sk_family)?;
+    // struct sock_common opens with daddr, rcv_saddr, hash, dport, num, family (since
+    // 2.6.x): one read of those 18 bytes when the offsets say so.
+    let head = o.sk_daddr;
+    let (family, d, s, dport, num) = if o.sk_rcv_saddr == head + 4
+        && o.sk_dport == head + 12
+        && o.sk_num == head + 14
+        && o.sk_family == head + 16
+    {
+        let b: [u8; 18] = read(sk, head)?;
+        (
+            u16::from_ne_bytes([b[16], b[17]]),
+            [b[0], b[1], b[2], b[3]],
+            [b[4], b[5], b[6], b[7]],
+            u16::from_ne_bytes([b[12], b[13]]),
+            u16::from_ne_bytes([b[14], b[15]]),
+        )
+    } else {
+        (
+            read(sk, o.sk_family)?,
+            read(sk, o.sk_daddr)?,
+            read(sk, o.sk_rcv_saddr)?,
+            read(sk, o.sk_dport)?,
+            read(sk, o.sk_num)?,
+        )
+    };
     unsafe {
         (*out).family = family;
-        (*out).sock_type = read(sk, o.sk_type)?;
-        (*out).protocol = read(sk, o.sk_protocol)?;
-        (*out).lport = read(sk, o.sk_num)?;
-        (*out).rport = u16::from_be(read(sk, o.sk_dport)?);
+        // Two u16 in a row since 5.6 (bitfields before, which BTF offsets cannot name).
+        if o.sk_protocol == o.sk_type + 2 {
+            let tp: [u16; 2] = read(sk, o.sk_type)?;
+            (*out).sock_type = tp[0];
+            (*out).protocol = tp[1];
+        } else {
+            (*out).sock_type = read(sk, o.sk_type)?;
+            (*out).protocol = read(sk, o.sk_protocol)?;
+        }
+        (*out).lport = num;
+        (*out).rport = u16::from_be(dport);
         if family == AF_INET {
-            let d: [u8; 4] = read(sk, o.sk_daddr)?;
-            let s: [u8; 4] = read(sk, o.sk_rcv_saddr)?;
             (*out).raddr = [d[0], d[1], d[2], d[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             (*out).laddr = [s[0], s[1], s[2], s[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         } else if family == AF_INET6 {
