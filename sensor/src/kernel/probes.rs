@@ -177,6 +177,9 @@ struct SyscallFamily {
     family: HookFamily,
     enter: &'static str,
     exit: Option<&'static str>,
+    /// Syscalls the exit program reports from its record alone (`EXIT_ONLY` in the
+    /// family's eBPF file): no entry program for them.
+    exit_only: &'static [&'static str],
 }
 
 const FAMILIES: &[SyscallFamily] = &[
@@ -184,21 +187,25 @@ const FAMILIES: &[SyscallFamily] = &[
         family: HookFamily::File,
         enter: "file_enter",
         exit: Some("file_exit"),
+        exit_only: &[],
     },
     SyscallFamily {
         family: HookFamily::Net,
         enter: "net_enter",
         exit: Some("net_exit"),
+        exit_only: &["accept", "accept4"],
     },
     SyscallFamily {
         family: HookFamily::Dns,
         enter: "dns_enter",
         exit: None,
+        exit_only: &[],
     },
     SyscallFamily {
         family: HookFamily::Security,
         enter: "security_enter",
         exit: Some("security_exit"),
+        exit_only: &[],
     },
 ];
 
@@ -275,9 +282,17 @@ impl Probes {
                 continue;
             }
             let calls: Vec<&str> = syscalls::names_of(fam.family).collect();
-            for (prog, dir) in [(Some(fam.enter), "enter"), (fam.exit, "exit")] {
+            let entered: Vec<&str> = calls
+                .iter()
+                .copied()
+                .filter(|c| !fam.exit_only.contains(c))
+                .collect();
+            for (prog, dir, calls) in [
+                (Some(fam.enter), "enter", &entered),
+                (fam.exit, "exit", &calls),
+            ] {
                 let Some(prog) = prog else { continue };
-                status.extend(attach_syscalls(&mut ebpf, prog, dir, &calls));
+                status.extend(attach_syscalls(&mut ebpf, prog, dir, calls));
             }
         }
 
