@@ -158,12 +158,10 @@ impl AuditPeer {
             was_enabled: before.enabled != 0,
         };
         if !running {
-            // -n: stays in the foreground as our child; -s enable: turns audit on.
+            // -n: stays in the foreground as our child (as under systemd). By default it
+            // turns audit on at start and off again when it ends.
             let mut auditd = Command::new("auditd");
-            auditd
-                .args(["-n", "-s", "enable"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null());
+            auditd.arg("-n").stdin(Stdio::null()).stdout(Stdio::null());
             println!("bench: starting {}", describe(&auditd));
             peer.started = Some(
                 auditd
