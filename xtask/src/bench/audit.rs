@@ -157,6 +157,10 @@ impl AuditPeer {
             started: None,
             was_enabled: before.enabled != 0,
         };
+        if running && before.enabled == 0 {
+            // The machine's auditd with audit switched off: on for the rounds, off after.
+            cmd::output(Command::new("auditctl").args(["-e", "1"]))?;
+        }
         if !running {
             // -n: stays in the foreground as our child (as under systemd). By default it
             // turns audit on at start and off again when it ends.
