@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use sensor_tests::{Collector, Event, TempDir, pid_of, shared_daemon};
+use sensor_tests::{Collector, Daemon, Event, TempDir, health, pid_of, shared_daemon};
 
 fn me() -> u32 {
     std::process::id()
@@ -452,15 +452,20 @@ async fn setuid_in_a_child_and_bpf_program_load() {
     assert_eq!((b.prog_type, b.insn_count, b.result), (1, 2, fd));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn module_load_attempt_is_reported() {
-    let c = Collector::start(shared_daemon(), &["module_load"])
-        .await
-        .unwrap();
-    // Not a module: the kernel refuses it (ENOEXEC, or ENOSYS without module support),
-    // but the attempt is what matters.
+/// Whether this kernel has the module syscall tracepoints (it was built with module
+/// support); without them a module can never load, only be attempted.
+fn kernel_has_module_tracepoints() -> bool {
+    ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+        .iter()
+        .any(|t| {
+            std::path::Path::new(&format!("{t}/events/syscalls/sys_enter_init_module")).exists()
+        })
+}
+
+/// Calls init_module with an image that is not a module and `params`; the kernel refuses
+/// it (ENOEXEC, or ENOSYS without module support).
+fn attempt_module_load(params: &CString) {
     let image = [0u8; 64];
-    let params = CString::new(format!("sensor_test={}", me())).unwrap();
     let r = unsafe {
         libc::syscall(
             libc::SYS_init_module,
@@ -470,6 +475,25 @@ async fn module_load_attempt_is_reported() {
         )
     };
     assert_eq!(r, -1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn module_load_attempt_is_reported() {
+    // Where the kernel has module support the default daemon reports every attempt;
+    // without it only a daemon asked to (--module-load-attempts) does, through its
+    // per-syscall fallback, and a default one says in health why it does not.
+    let with_tracepoints = kernel_has_module_tracepoints();
+    let asked = if with_tracepoints {
+        None
+    } else {
+        Some(Daemon::start(&["--module-load-attempts"]).unwrap())
+    };
+    let socket = asked
+        .as_ref()
+        .map_or(shared_daemon(), |d| d.socket.as_path());
+    let c = Collector::start(socket, &["module_load"]).await.unwrap();
+    let params = CString::new(format!("sensor_test={}", me())).unwrap();
+    attempt_module_load(&params);
     let e = c
         .expect("init_module", |e| {
             e.module
@@ -483,5 +507,51 @@ async fn module_load_attempt_is_reported() {
     assert!(
         m.at_entry || m.result < 0,
         "the failure is reported unless only the entry is seen"
+    );
+    let h = health(socket).await.unwrap();
+    assert!(
+        !h.issues.iter().any(|i| i.starts_with("module_load")),
+        "module loads are captured: {:?}",
+        h.issues
+    );
+    if with_tracepoints {
+        return;
+    }
+    assert!(
+        h.programs
+            .iter()
+            .any(|p| p.name == "module_sys_enter" && p.attached),
+        "the fallback is attached when asked for"
+    );
+
+    // The default daemon attaches no hook on every syscall and says why.
+    let h = health(shared_daemon()).await.unwrap();
+    assert!(!h.programs.iter().any(|p| p.name == "module_sys_enter"));
+    let why = h
+        .issues
+        .iter()
+        .find(|i| i.starts_with("module_load: not captured"))
+        .unwrap_or_else(|| {
+            panic!(
+                "health says why module loads are not captured: {:?}",
+                h.issues
+            )
+        });
+    assert!(why.contains("no module support") && why.contains("--module-load-attempts"));
+    let c = Collector::start(shared_daemon(), &["module_load"])
+        .await
+        .unwrap();
+    let params = CString::new(format!("sensor_test_default={}", me())).unwrap();
+    attempt_module_load(&params);
+    let seen = c
+        .wait_for(Duration::from_secs(1), |e| {
+            e.module
+                .as_ref()
+                .is_some_and(|m| m.params == params.to_str().unwrap())
+        })
+        .await;
+    assert!(
+        seen.is_none(),
+        "a default daemon has no hook that could see it: {seen:?}"
     );
 }

@@ -146,7 +146,10 @@ async fn drop_and_execute_in_tmp() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kernel_module_load_attempt() {
-    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    // The flag only matters on a kernel without module support, where attempts are
+    // captured only when asked for.
+    let d = Daemon::start(&["--module-load-attempts"]).unwrap();
+    let c = Collector::start(&d.socket, &KINDS).await.unwrap();
     let image = [0u8; 64];
     let r = unsafe {
         libc::syscall(

@@ -203,8 +203,15 @@ async fn disabled_kinds_and_missing_hooks_are_reported() {
         );
     } else {
         assert!(
-            fallback.is_some_and(|p| p.attached),
-            "module loads fall back to raw sys_enter"
+            fallback.is_none(),
+            "the per-syscall fallback only when asked for (--module-load-attempts)"
+        );
+        assert!(
+            h.issues
+                .iter()
+                .any(|i| i.starts_with("module_load: not captured")),
+            "health says why module loads are not captured: {:?}",
+            h.issues
         );
     }
     assert!(

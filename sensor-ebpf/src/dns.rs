@@ -14,7 +14,7 @@ use crate::{
         counters::guarded,
         files::fd_file,
         ring::{reserve, send},
-        socket::{sock_info, user_sockaddr},
+        socket::{sk_info, sk_type, sock_of, user_sockaddr},
         task::current_task,
         user::{read_user, read_user_bytes},
     },
@@ -33,12 +33,15 @@ pub fn dns_enter(ctx: TracePointContext) -> u32 {
 fn try_dns(ctx: &TracePointContext) -> Result<(), i64> {
     let call = entry_args(ctx)?;
     let a = &call.args;
-    let mut sock = SockInfo::default();
     let task = current_task();
-    sock_info(fd_file(task, a[0] as i64), &mut sock)?;
-    if sock.sock_type != SOCK_DGRAM {
+    // Every TCP send comes through here: its type is checked before anything else of the
+    // socket is read.
+    let sk = sock_of(fd_file(task, a[0] as i64))?;
+    if sk == 0 || sk_type(sk)? != SOCK_DGRAM {
         return Ok(());
     }
+    let mut sock = SockInfo::default();
+    sk_info(sk, &mut sock)?;
     // (payload, length) of the first buffer, and an explicit destination if any.
     let (buf, len, dest) = match call.nr {
         nr::SENDTO => (a[1], a[2], a[4]),

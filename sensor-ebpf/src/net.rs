@@ -25,9 +25,18 @@ pub fn net_enter(ctx: TracePointContext) -> u32 {
     syscall::enter(&ctx, |_| true)
 }
 
+/// Syscalls whose report needs only the exit record: accept's socket is read from the
+/// fd table through its result. Userspace attaches no entry program to them, which
+/// spares each accepted connection a map write and a lookup.
+pub const EXIT_ONLY: [u64; 2] = [nr::ACCEPT, nr::ACCEPT4];
+
 #[tracepoint]
 pub fn net_exit(ctx: TracePointContext) -> u32 {
-    syscall::exit(&ctx, kind_of, emit);
+    if EXIT_ONLY.contains(&syscall::syscall_nr(&ctx)) {
+        syscall::exit_only(&ctx, kind_of, emit);
+    } else {
+        syscall::exit(&ctx, kind_of, emit);
+    }
     0
 }
 

@@ -52,6 +52,30 @@ pub fn exit(
     true
 }
 
+/// Exit half for a call whose report needs only its number and result (no entry
+/// program is attached for it, so nothing was saved): skips the sensor's own tasks, then
+/// as [`exit`].
+#[inline(always)]
+pub fn exit_only(
+    ctx: &TracePointContext,
+    classify: impl FnOnce(&PendingCall, i64) -> Option<EventKind>,
+    emit: impl FnOnce(EventKind, &PendingCall, i64) -> Result<(), i64>,
+) {
+    if ignored() {
+        return;
+    }
+    let call = PendingCall {
+        nr: syscall_nr(ctx),
+        args: [0; 6],
+    };
+    let ret = exit_ret(ctx);
+    if let Some(kind) = classify(&call, ret)
+        && enabled(kind)
+    {
+        counted(kind, || emit(kind, &call, ret));
+    }
+}
+
 /// Number of the syscall of an entry or exit record.
 #[inline(always)]
 pub fn syscall_nr(ctx: &TracePointContext) -> u64 {

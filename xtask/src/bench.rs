@@ -6,7 +6,8 @@
 //! - `capture`: three storms, each against its own target: fork+exec of
 //!   `/bin/true`, file create/write/rename/chmod/unlink on a private tmpfs, and
 //!   loopback TCP connect/accept; reports each slowdown, how many of the
-//!   storm's events the daemon saw and lost, its CPU time and peak RSS.
+//!   storm's events the daemon saw and lost, its CPU time and peak RSS. With
+//!   `--peer auditd`, auditd records the same storms last (in [`audit`]).
 //! - `rtp`: real-time protection on file opens, against ClamAV's clamonacc
 //!   (in `bench_rtp`).
 //! - `fp`: detections raised by everyday admin work (in `bench_fp`).
@@ -25,6 +26,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use sensor_testkit::{Daemon, DaemonSpec, TempDir, Tmpfs};
+
+mod audit;
 
 use crate::banner;
 use crate::build::{Profile, build};
@@ -56,6 +59,17 @@ pub struct CaptureArgs {
     /// Storms to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "exec,file,connect")]
     workload: Vec<Workload>,
+    /// Also time the storms under this peer, after every baseline and sensor round (audit,
+    /// once on, slows every later process until reboot).
+    #[arg(long, value_enum)]
+    peer: Option<Peer>,
+}
+
+/// Another way of recording the same activity, timed on the same storms.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Peer {
+    /// Linux audit: auditd with rules equivalent to the sensor's capture of each storm.
+    Auditd,
 }
 
 /// One storm of `bench capture`: what it does, which event kinds it causes, and the
@@ -172,25 +186,121 @@ fn capture(args: &CaptureArgs) -> Result<()> {
     if !cmd::is_root() {
         bail!("`bench capture` starts the daemon, which needs root: run it as root");
     }
+    if args.peer == Some(Peer::Auditd) {
+        for tool in ["auditd", "auditctl"] {
+            if crate::setup::which(tool).is_none() {
+                bail!("--peer auditd needs {tool}: run `cargo xtask setup` (installs auditd)");
+            }
+        }
+    }
+    let audit_before = audit::enabled_now();
+    if audit_before == Some(true) {
+        println!(
+            "bench: WARNING: the kernel's audit was already enabled (auditctl -s) before this \
+             bench: every process pays audit bookkeeping, baselines included, until reboot"
+        );
+    }
     let artifacts = build(Profile::Release)?;
     let tmp = TempDir::new("bench-capture");
     let mut workloads = args.workload.clone();
     workloads.dedup();
     let mut summaries = Vec::new();
-    for workload in workloads {
+    for &workload in &workloads {
         let summary = capture_workload(&artifacts.sensor_bin, tmp.path(), workload, args)?;
         summaries.push(summary);
     }
-    summarize(&summaries);
+    if args.peer == Some(Peer::Auditd) {
+        // Last: audit, once enabled, costs every later process until reboot.
+        let peer = audit::AuditPeer::start()?;
+        for s in &mut summaries {
+            s.peer = Some(peer_workload(&peer, tmp.path(), s, args)?);
+        }
+        drop(peer);
+    }
+    summarize(&summaries, audit_before);
     Ok(())
+}
+
+/// The file storm's own file system, mounted for one set of runs: the daemon (or the
+/// peer) sees every change on it, and dropping it (on any way out) detaches it.
+fn storm_of(workload: Workload, tmp: &Path) -> Result<(Storm, Option<Tmpfs>)> {
+    let files = match workload {
+        Workload::File => Some(Tmpfs::mount_at(
+            &tmp.join("file-storm"),
+            "xtask-bench-capture",
+            "64m",
+        )?),
+        _ => None,
+    };
+    let storm = Storm {
+        workload,
+        dir: files.as_ref().map(|fs| fs.path().to_owned()),
+    };
+    Ok((storm, files))
+}
+
+/// Runs a workload's storms under auditd and compares them with the baselines measured
+/// before audit was turned on.
+fn peer_workload(
+    peer: &audit::AuditPeer,
+    tmp: &Path,
+    summary: &Summary,
+    args: &CaptureArgs,
+) -> Result<PeerSummary> {
+    let workload = summary.workload;
+    let n = args.iterations;
+    banner(&format!(
+        "bench capture: {n} {} per run, {} rounds under auditd",
+        workload.describe(),
+        args.rounds
+    ));
+    let (storm, files) = storm_of(workload, tmp)?;
+    peer.load_rules(workload, storm.dir.as_deref())?;
+    let before = audit::AuditStatus::read()?;
+    let mut secs = Vec::new();
+    for round in 1..=args.rounds {
+        let s = storm.run(n)?;
+        println!("bench: round {round}: auditd   {s:.3} s");
+        secs.push(s);
+    }
+    // auditd writes what is queued before the lost count is final.
+    sleep(DRAIN);
+    let after = audit::AuditStatus::read()?;
+    peer.clear_rules()?;
+    if let Some(fs) = files {
+        fs.unmount()?;
+    }
+    let ratio = median(&mut secs) / summary.baseline;
+    let lost = after.lost.saturating_sub(before.lost);
+    println!(
+        "auditd: median ratio {ratio:.3} (against the baseline median before audit was on), \
+         lost {lost}, backlog {} at the end",
+        after.backlog
+    );
+    Ok(PeerSummary {
+        ratio,
+        lost,
+        backlog: after.backlog,
+    })
 }
 
 /// What one workload's runs came to, for the summary over all of them.
 struct Summary {
     workload: Workload,
     ratio: f64,
+    /// Median baseline seconds, which the peer is compared with.
+    baseline: f64,
     lost: Option<u64>,
     rss: Option<f64>,
+    peer: Option<PeerSummary>,
+}
+
+/// The peer's runs of one workload.
+struct PeerSummary {
+    ratio: f64,
+    /// Records audit lost during the runs (`auditctl -s` lost), and those still queued.
+    lost: u64,
+    backlog: u64,
 }
 
 fn capture_workload(
@@ -205,20 +315,7 @@ fn capture_workload(
         workload.describe(),
         args.rounds
     ));
-    // The file storm's own file system: the daemon sees every change on it, and
-    // dropping it (on any way out) detaches it.
-    let files = match workload {
-        Workload::File => Some(Tmpfs::mount_at(
-            &tmp.join("file-storm"),
-            "xtask-bench-capture",
-            "64m",
-        )?),
-        _ => None,
-    };
-    let storm = Storm {
-        workload,
-        dir: files.as_ref().map(|fs| fs.path().to_owned()),
-    };
+    let (storm, files) = storm_of(workload, tmp)?;
 
     // The first storm after a build runs on a cold page cache; keep it out
     // of the comparison.
@@ -530,6 +627,7 @@ fn report(workload: Workload, rounds: &[Round], n: u64) -> Summary {
     }
 
     let ratio = median(&mut rounds.iter().map(Round::ratio).collect::<Vec<_>>());
+    let baseline = median(&mut rounds.iter().map(|r| r.baseline_secs).collect::<Vec<_>>());
     let received = total(rounds.iter().map(|r| r.received));
     let expected = per_run * rounds.len() as u64;
     let lost = total(rounds.iter().map(|r| r.lost));
@@ -575,18 +673,30 @@ fn report(workload: Workload, rounds: &[Round], n: u64) -> Summary {
     Summary {
         workload,
         ratio,
+        baseline,
         lost,
         rss,
+        peer: None,
     }
 }
 
-/// One verdict line per workload, then loss and memory over all of them.
-fn summarize(summaries: &[Summary]) {
+/// One verdict line per workload (with the peer's ratio beside it), then loss and
+/// memory over all of them.
+fn summarize(summaries: &[Summary], audit_before: Option<bool>) {
     banner("bench capture: summary");
+    if audit_before == Some(true) {
+        println!("  NOTE audit was enabled before the bench: every figure includes its cost");
+    }
     for s in summaries {
         let target = s.workload.target_ratio();
+        let peer = s.peer.as_ref().map_or(String::new(), |p| {
+            format!(
+                "; auditd ratio {:.3}, lost {}, backlog {}",
+                p.ratio, p.lost, p.backlog
+            )
+        });
         println!(
-            "  {:<8} ratio {:.3} (target <= {target}): {}",
+            "  {:<8} ratio {:.3} (target <= {target}): {}{peer}",
             s.workload.name(),
             s.ratio,
             verdict(Some(s.ratio <= target))

@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: installs what a fresh machine lacks to build and run
-//! the sensor (LLVM matching rustc's, bpf-linker built against it, rust-src)
-//! and mounts the kernel filesystems the daemon needs. Every step checks
+//! the sensor (LLVM matching rustc's, bpf-linker built against it, rust-src),
+//! auditd for the capture bench's peer, and mounts the kernel filesystems the
+//! daemon needs. Every step checks
 //! first, so running it again is cheap and changes nothing.
 
 use std::ffi::CString;
@@ -20,6 +21,7 @@ pub fn setup() -> Result<()> {
     ensure_llvm(llvm, &mut apt)?;
     ensure_bpf_linker(llvm)?;
     ensure_rust_src()?;
+    ensure_auditd(&mut apt)?;
     ensure_kernel_filesystems()?;
     Ok(())
 }
@@ -85,6 +87,74 @@ fn ensure_llvm(major: u32, apt: &mut Apt) -> Result<()> {
             "apt-get installed {package} but {}/lib still has no libLLVM",
             llvm_prefix(major).display()
         ),
+    }
+}
+
+/// auditd, the peer of `bench capture --peer auditd`. Installed without starting it:
+/// Debian starts the service on install, and audit, once enabled, slows every process
+/// forked afterwards until reboot, which would spoil every later measurement. The
+/// bench starts and stops it itself.
+fn ensure_auditd(apt: &mut Apt) -> Result<()> {
+    if let Some(path) = which("auditctl").filter(|_| which("auditd").is_some()) {
+        println!("setup: auditd present ({})", path.display());
+        return Ok(());
+    }
+    if !is_root() {
+        println!(
+            "setup: auditd missing (for `bench capture --peer auditd`); installing it needs root"
+        );
+        return Ok(());
+    }
+    println!("setup: installing auditd with apt-get, its service not started ...");
+    let policy = NoServiceStarts::install()?;
+    let r = apt.install("auditd");
+    drop(policy);
+    r?;
+    if which("systemctl").is_some() {
+        // Only edits symlinks: auditd does not start at boot either.
+        let mut disable = Command::new("systemctl");
+        disable.args(["disable", "auditd.service"]);
+        if let Err(e) = cmd::output(&mut disable) {
+            eprintln!("setup: warning: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// Debian's `policy-rc.d` answering 101 ("action forbidden"): package scripts then
+/// install services without starting them (invoke-rc.d and deb-systemd-invoke both ask
+/// it). Put in place only where none exists, and removed on drop.
+struct NoServiceStarts {
+    path: Option<PathBuf>,
+}
+
+impl NoServiceStarts {
+    const PATH: &str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> Result<Self> {
+        let path = Path::new(Self::PATH);
+        if path.exists() {
+            println!("setup: keeping the existing {}", path.display());
+            return Ok(Self { path: None });
+        }
+        fs::write(path, "#!/bin/sh\nexit 101\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot chmod {}", path.display()))?;
+        Ok(Self {
+            path: Some(path.to_owned()),
+        })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path
+            && let Err(e) = fs::remove_file(p)
+        {
+            eprintln!("setup: warning: cannot remove {}: {e}", p.display());
+        }
     }
 }
 

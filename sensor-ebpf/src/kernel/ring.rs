@@ -2,7 +2,10 @@
 //! header from a task, submitted with a wake-up policy.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_ktime_get_boot_ns,
+    },
     maps::ring_buf::RingBufEntry,
 };
 use sensor_common::{EventHeader, EventKind, Record};
@@ -10,7 +13,7 @@ use sensor_common::{EventHeader, EventKind, Record};
 use super::{
     counters::count_lost,
     globals::off,
-    task::{read, read_ptr},
+    task::{current_task, read, read_ptr},
 };
 use crate::maps::EVENTS;
 
@@ -81,16 +84,38 @@ fn fill_header(h: *mut EventHeader, task: usize, kind: EventKind, size: usize) -
         (*h).egid = 0;
         (*h)._pad = 0;
         (*h).comm = [0; 16];
-        (*h).tgid = read::<u32>(task, o.task_tgid)?;
-        (*h).pid = read::<u32>(task, o.task_pid)?;
-        (*h).comm = read::<[u8; 16]>(task, o.task_comm)?;
+        // Most records are about the current task, whose ids and name the kernel hands
+        // out without a read of its memory.
+        if task == current_task() {
+            let ids = bpf_get_current_pid_tgid();
+            (*h).tgid = (ids >> 32) as u32;
+            (*h).pid = ids as u32;
+            (*h).comm = bpf_get_current_comm().map_err(|e| e as i64)?;
+        } else {
+            (*h).tgid = read::<u32>(task, o.task_tgid)?;
+            (*h).pid = read::<u32>(task, o.task_pid)?;
+            (*h).comm = read::<[u8; 16]>(task, o.task_comm)?;
+        }
         let leader = read_ptr(task, o.task_group_leader)?;
         (*h).start_ns = read::<u64>(leader, o.task_start_boottime)?;
         let cred = read_ptr(task, o.task_cred)?;
-        (*h).uid = read::<u32>(cred, o.cred_uid)?;
-        (*h).gid = read::<u32>(cred, o.cred_gid)?;
-        (*h).euid = read::<u32>(cred, o.cred_euid)?;
-        (*h).egid = read::<u32>(cred, o.cred_egid)?;
+        // struct cred has held uid, gid, suid, sgid, euid, egid in a row since 2.6.29:
+        // one read when the offsets say so.
+        if o.cred_gid == o.cred_uid + 4
+            && o.cred_euid == o.cred_uid + 16
+            && o.cred_egid == o.cred_uid + 20
+        {
+            let ids = read::<[u32; 6]>(cred, o.cred_uid)?;
+            (*h).uid = ids[0];
+            (*h).gid = ids[1];
+            (*h).euid = ids[4];
+            (*h).egid = ids[5];
+        } else {
+            (*h).uid = read::<u32>(cred, o.cred_uid)?;
+            (*h).gid = read::<u32>(cred, o.cred_gid)?;
+            (*h).euid = read::<u32>(cred, o.cred_euid)?;
+            (*h).egid = read::<u32>(cred, o.cred_egid)?;
+        }
         let parent = read_ptr(leader, o.task_real_parent)?;
         (*h).ppid = read::<u32>(parent, o.task_tgid)?;
         let parent_leader = read_ptr(parent, o.task_group_leader)?;

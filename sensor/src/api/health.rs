@@ -27,6 +27,8 @@ pub struct HealthSource {
     pub mode: String,
     pub prevention: String,
     pub exec_denial: ExecDenial,
+    /// Why module loads are not captured, when they are not.
+    pub module_loads: Option<String>,
     pub detection: proto::DetectionInfo,
     pub started: Instant,
     pub av: Arc<Antimalware>,
@@ -111,6 +113,11 @@ impl HealthSource {
         let exclusions =
             exclusions.map(|e| format!("exclusions: {}", bounded(e, MAX_STATUS_CHARS)));
         let statistics = self.run_statistics.refusal().map(str::to_string);
-        exclusions.into_iter().chain(statistics).collect()
+        let modules = self.module_loads.clone();
+        exclusions
+            .into_iter()
+            .chain(statistics)
+            .chain(modules)
+            .collect()
     }
 }

@@ -98,6 +98,12 @@ pub struct DaemonArgs {
     /// the machine, not only the sensor's.
     #[arg(long)]
     pub bpf_statistics: bool,
+    /// On a kernel built without module support (no init_module/finit_module syscall
+    /// tracepoints), report module load attempts anyway; they always fail there. Off by
+    /// default: the hook runs on every syscall of the machine. No effect where the
+    /// tracepoints exist: module loads are always captured there.
+    #[arg(long)]
+    pub module_load_attempts: bool,
     /// Delay added to every scan: proves the deadline, fail-open and cancel paths.
     #[arg(long, default_value_t = 0, hide = true,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
@@ -132,6 +138,7 @@ pub struct DaemonConfig {
     pub rtp: RtpConfig,
     pub max_file_size: u64,
     pub bpf_statistics: bool,
+    pub module_load_attempts: bool,
 }
 
 impl DaemonConfig {
@@ -181,6 +188,7 @@ impl DaemonConfig {
             },
             max_file_size: args.max_scan_size_mb * 1024 * 1024,
             bpf_statistics: args.bpf_statistics,
+            module_load_attempts: args.module_load_attempts,
         })
     }
 

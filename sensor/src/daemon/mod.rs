@@ -77,6 +77,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             .collect(),
         run_statistics: cfg.bpf_statistics,
         drop_window_secs: cfg.detect.drop_exec_window().as_secs(),
+        module_load_attempts: cfg.module_load_attempts,
     })?;
     let Probes {
         events: ring,
@@ -86,6 +87,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         wall_clock,
         exec_denial,
         run_statistics,
+        module_loads,
         ebpf,
     } = probes;
     for st in status.iter().filter(|s| !s.attached) {
@@ -137,6 +139,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         mode: format!("{:?}", cfg.mode).to_lowercase(),
         prevention,
         exec_denial,
+        module_loads,
         detection: detection_info,
         started: Instant::now(),
         av: av.clone(),

@@ -41,6 +41,8 @@ pub struct Probes {
     /// Whether fileless and dropped images are denied at exec (BPF LSM) rather than killed.
     pub exec_denial: ExecDenial,
     pub run_statistics: RunStatistics,
+    /// Why module loads are not captured, when they are not (for health).
+    pub module_loads: Option<String>,
     pub ebpf: Ebpf,
 }
 
@@ -167,6 +169,9 @@ pub struct ProbeConfig {
     /// An image whose inode changed this recently below a world-writable directory is
     /// dropped (`drop_exec_window_secs`).
     pub drop_window_secs: u64,
+    /// On a kernel without module support, report module load attempts anyway through
+    /// the per-syscall fallback.
+    pub module_load_attempts: bool,
 }
 
 /// Programs of one syscall family; the syscalls they follow and the kinds they produce
@@ -175,6 +180,9 @@ struct SyscallFamily {
     family: HookFamily,
     enter: &'static str,
     exit: Option<&'static str>,
+    /// Syscalls the exit program reports from its record alone (`EXIT_ONLY` in the
+    /// family's eBPF file): no entry program for them.
+    exit_only: &'static [&'static str],
 }
 
 const FAMILIES: &[SyscallFamily] = &[
@@ -182,21 +190,25 @@ const FAMILIES: &[SyscallFamily] = &[
         family: HookFamily::File,
         enter: "file_enter",
         exit: Some("file_exit"),
+        exit_only: &[],
     },
     SyscallFamily {
         family: HookFamily::Net,
         enter: "net_enter",
         exit: Some("net_exit"),
+        exit_only: &["accept", "accept4"],
     },
     SyscallFamily {
         family: HookFamily::Dns,
         enter: "dns_enter",
         exit: None,
+        exit_only: &[],
     },
     SyscallFamily {
         family: HookFamily::Security,
         enter: "security_enter",
         exit: Some("security_exit"),
+        exit_only: &[],
     },
 ];
 
@@ -217,6 +229,9 @@ impl Probes {
         };
         let btf = btf::Btf::from_sys_fs()?;
         let offsets = btf::kernel_offsets(&btf).context("kernel struct layout")?;
+        // Freed before aya parses the BTF again, so the two parses do not add up.
+        drop(btf);
+        release_freed_heap();
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &Offsets(offsets), true)
             .override_global("BLOCKING", &u32::from(cfg.blocking), true)
@@ -274,14 +289,27 @@ impl Probes {
                 continue;
             }
             let calls: Vec<&str> = syscalls::names_of(fam.family).collect();
-            for (prog, dir) in [(Some(fam.enter), "enter"), (fam.exit, "exit")] {
+            let entered: Vec<&str> = calls
+                .iter()
+                .copied()
+                .filter(|c| !fam.exit_only.contains(c))
+                .collect();
+            for (prog, dir, calls) in [
+                (Some(fam.enter), "enter", &entered),
+                (fam.exit, "exit", &calls),
+            ] {
                 let Some(prog) = prog else { continue };
-                status.extend(attach_syscalls(&mut ebpf, prog, dir, &calls));
+                status.extend(attach_syscalls(&mut ebpf, prog, dir, calls));
             }
         }
 
+        let mut module_loads = None;
         if enabled.contains(&EventKind::ModuleLoad) && module_hooks_missing(&status) {
-            status.push(attach_module_fallback(&mut ebpf));
+            if cfg.module_load_attempts {
+                status.push(attach_module_fallback(&mut ebpf));
+            } else {
+                module_loads = Some(NO_MODULE_SUPPORT.to_string());
+            }
         }
         let (lsm_status, exec_denial) = attach_exec_denial(&mut ebpf, cfg.blocking);
         status.extend(lsm_status);
@@ -292,6 +320,7 @@ impl Probes {
             errors: PerCpuArray::try_from(ebpf.take_map("ERRORS").context("map ERRORS")?)?,
         };
         let wall_clock = Array::try_from(ebpf.take_map("WALL_CLOCK").context("map WALL_CLOCK")?)?;
+        release_freed_heap();
         Ok(Self {
             events,
             counters,
@@ -300,6 +329,7 @@ impl Probes {
             wall_clock,
             exec_denial,
             run_statistics,
+            module_loads,
             ebpf,
         })
     }
@@ -318,6 +348,18 @@ pub fn wall_clock_offset() -> u64 {
         ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     };
     now(libc::CLOCK_REALTIME).saturating_sub(now(libc::CLOCK_BOOTTIME))
+}
+
+/// Loading parses the kernel's BTF twice (our offsets, aya's relocations): some 15 MB
+/// on the heap each time, freed afterwards but kept by the allocator, where it would
+/// count in the daemon's resident memory for its whole life. Handing it back costs one
+/// call.
+fn release_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: no preconditions; only returns free memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn attach_raw(ebpf: &mut Ebpf, name: &str) -> proto::ProgramStatus {
@@ -356,8 +398,15 @@ fn module_hooks_missing(status: &[proto::ProgramStatus]) -> bool {
         .any(|s| s.hook.ends_with("init_module") && !s.attached)
 }
 
-/// Catches module load attempts at raw syscall entry instead. It costs a few instructions
-/// on every syscall, which is why it is only a fallback.
+/// What health says when the kernel has no module syscall tracepoints and the fallback
+/// was not asked for.
+const NO_MODULE_SUPPORT: &str = "module_load: not captured: this kernel has no module \
+    support (no init_module/finit_module syscall tracepoints), so no module can be loaded; \
+    --module-load-attempts reports the failed attempts through a hook on every syscall";
+
+/// Catches module load attempts at raw syscall entry instead. It runs on every syscall of
+/// the machine (the largest single cost of capture when on) to report attempts that can
+/// only fail, so it is attached only when asked for (`--module-load-attempts`).
 fn attach_module_fallback(ebpf: &mut Ebpf) -> proto::ProgramStatus {
     let mut st = attach_raw_as(ebpf, "module_sys_enter", "sys_enter");
     st.hook = "raw_tracepoint/sys_enter (module_load fallback)".into();
