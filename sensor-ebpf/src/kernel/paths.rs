@@ -91,6 +91,11 @@ pub fn named(buf: *mut [u8; PATH_BUF], word: *mut u32, name: u64, task: usize, d
         return;
     }
     unsafe { *word = n as u32 | PATH_NAMED };
+    if n as usize >= PATH_LEN {
+        // The name alone fills the bound: it was cut.
+        unsafe { *word |= PATH_TRUNCATED };
+        return;
+    }
     if unsafe { (*buf)[0] } == b'/' {
         // Absolute for the caller, who resolves it from its own root: as it sees it.
         unsafe { *word |= PATH_COMPLETE };
@@ -128,7 +133,7 @@ fn walk(buf: *mut [u8; PATH_BUF], word: *mut u32, loc: Location, root: Location)
         let Ok(mnt_root) = read_ptr(mnt, o.vfsmount_root) else {
             return;
         };
-        if d == mnt_root || d == parent {
+        if d == mnt_root {
             // The top of a mount: go on from where it is mounted.
             let mount = mnt - o.mount_mnt as usize;
             let Ok(up) = read_ptr(mount, o.mount_parent) else {
@@ -167,6 +172,12 @@ fn walk(buf: *mut [u8; PATH_BUF], word: *mut u32, loc: Location, root: Location)
             return;
         }
         unsafe { *word = (w & !PATH_BYTES) | end };
+        if d == parent {
+            // Its own parent without being a mount's root: a pseudo file (memfd) or a
+            // disconnected dentry. Its name is all there is.
+            unsafe { *word |= PATH_UNREACHABLE };
+            return;
+        }
         d = parent;
         i += 1;
     }

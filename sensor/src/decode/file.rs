@@ -2,15 +2,21 @@
 
 use sensor_common::{EventKind, FileEvent, syscalls};
 
-use super::paths::KernelPath;
+use super::paths::{self, KernelPath};
 use super::{DecodeError, read_record};
 use crate::proto;
 
 /// Fills `event.file`; returns how many of its paths a kernel bound cut short.
 pub fn decode(bytes: &[u8], event: &mut proto::Event) -> Result<u32, DecodeError> {
     let e: FileEvent = read_record(bytes)?;
-    let path = KernelPath::decode(&e.path, e.path_len);
+    let mut path = KernelPath::decode(&e.path, e.path_len);
     let new_path = (e.path2_len != 0).then(|| KernelPath::decode(&e.path2, e.path2_len));
+    if matches!(e.syscall as u64, syscalls::SYMLINK | syscalls::SYMLINKAT)
+        && let (Some(target), Some(link)) = (&path.given, &new_path)
+    {
+        // A symlink's relative target is relative to the link's directory, not the caller's.
+        path.path = paths::join(&paths::join(&link.path, ".."), target);
+    }
     let truncated =
         u32::from(path.truncated) + u32::from(new_path.as_ref().is_some_and(|p| p.truncated));
     let resolved = path.resolved && new_path.as_ref().is_none_or(|p| p.resolved);

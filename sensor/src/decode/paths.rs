@@ -14,6 +14,8 @@ pub struct KernelPath {
     pub resolved: bool,
     /// A bound (length, depth) cut the walk short: counted for health.
     pub truncated: bool,
+    /// The name the caller passed, when the call took one.
+    pub given: Option<String>,
 }
 
 impl KernelPath {
@@ -34,8 +36,9 @@ impl KernelPath {
         {
             return Self {
                 path: join("/", g),
-                resolved: true,
-                truncated: false,
+                resolved: !truncated,
+                truncated,
+                given: Some(g.to_string()),
             };
         }
         let mut names: Vec<_> = strings.filter(|s| !s.is_empty()).collect();
@@ -45,18 +48,20 @@ impl KernelPath {
                 path: names.first().map(|n| n.to_string()).unwrap_or_default(),
                 resolved: true,
                 truncated,
+                given: None,
             };
         }
         names.reverse();
         let dir = format!("/{}", names.join("/"));
-        let path = match given {
-            Some(g) => join(&dir, &g),
+        let path = match &given {
+            Some(g) => join(&dir, g),
             None => dir,
         };
         Self {
             path,
             resolved: word & PATH_COMPLETE != 0 && !truncated,
             truncated,
+            given: given.map(|g| g.into_owned()),
         }
     }
 }
