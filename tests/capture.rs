@@ -48,7 +48,9 @@ async fn exec_reports_argv_parent_and_image() {
         vec!["/bin/echo".to_string(), marker, "second arg".into()]
     );
     assert_eq!(p.ppid, me(), "parent is this test process");
-    assert_eq!(p.exe, "/bin/echo");
+    // The image the kernel ran, through any symlink on the way (merged /usr).
+    let real = std::fs::canonicalize("/bin/echo").unwrap();
+    assert_eq!(p.exe, real.to_string_lossy());
     assert!(p.start_time > 0);
     assert_eq!(
         p.parent_exe,
@@ -56,6 +58,13 @@ async fn exec_reports_argv_parent_and_image() {
     );
     let exec = e.exec.unwrap();
     assert_eq!(exec.filename, "/bin/echo");
+    assert_eq!(exec.path, p.exe);
+    assert!(exec.path_resolved && !exec.deleted);
+    assert_eq!(
+        exec.cwd,
+        std::env::current_dir().unwrap().to_string_lossy(),
+        "the working directory the exec ran in"
+    );
     let meta = std::fs::metadata("/bin/echo").unwrap();
     assert_eq!(exec.inode, std::os::unix::fs::MetadataExt::ino(&meta));
     assert!(exec.nlink >= 1);

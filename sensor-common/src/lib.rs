@@ -206,10 +206,15 @@ pub struct ExecImage {
     pub nlink: u32,
     pub filename_len: u32,
     pub name_len: u32,
+    /// [`PATH_BUF`] word of `path`.
+    pub path_len: u32,
+    pub _pad: u32,
     /// The path given to execve, as the kernel saw it (`linux_binprm.filename`).
     pub filename: [u8; PATH_LEN],
     /// Name of the executable's dentry (e.g. `memfd:x (deleted)` shows as `memfd:x`).
     pub name: [u8; NAME_LEN],
+    /// The executable's own path, from its dentry and mount chain ([`PATH_BUF`]).
+    pub path: [u8; PATH_BUF],
 }
 
 /// `sched_process_exec`: the new image of a process.
@@ -222,7 +227,10 @@ pub struct ExecEvent {
     /// [`EXEC_ARGS_TRUNCATED`] and friends.
     pub flags: u32,
     pub env_len: u32,
-    pub _pad: u32,
+    /// [`PATH_BUF`] word of `cwd`.
+    pub cwd_len: u32,
+    /// The working directory the exec ran in (relative `filename`s are relative to it).
+    pub cwd: [u8; PATH_BUF],
     /// NUL-separated argv read from the new image's stack.
     pub args: [u8; ARGS_LEN],
     /// NUL-separated environment of the new image, from its start.
@@ -279,12 +287,31 @@ pub struct ExitEvent {
 
 /// Bytes of a sensitive-file name key (`SENSITIVE_NAMES` map), NUL-padded.
 pub const SENSITIVE_NAME_LEN: usize = 16;
-/// Path components (leaf first) captured for a `file_read`, each in a slot of this size
-/// inside `FileEvent.path2`.
-pub const COMPONENT_LEN: usize = 64;
-pub const MAX_COMPONENTS: usize = PATH_LEN / COMPONENT_LEN;
-/// `FileEvent.path2_len` flag: `path2` holds path components, the low bits count them.
-pub const FILE_PATH_COMPONENTS: u32 = 1 << 31;
+
+/// Paths built by the kernel programs from the dentry and mount chains, as the process
+/// sees them (up to its own root: a container's or a chroot's).
+///
+/// A buffer of [`PATH_BUF`] bytes holds NUL-terminated strings: first, when the word has
+/// [`PATH_NAMED`], the name the caller passed (for calls that take a path); then the names
+/// of the directories (or of the file itself) from the leaf up, one per component, mount
+/// points crossed. Userspace reverses the chain and joins the caller's name to it when it
+/// is relative. The buffer is twice [`PATH_LEN`] so each copy can be bounded by a mask;
+/// what a path may use is [`PATH_LEN`] bytes and [`PATH_DEPTH`] components.
+///
+/// The word beside each buffer: bytes used (low 16 bits) and the flags below.
+pub const PATH_BUF: usize = 2 * PATH_LEN;
+/// Directories and mount crossings walked at most.
+pub const PATH_DEPTH: usize = 40;
+pub const PATH_BYTES: u32 = 0xffff;
+/// The buffer starts with the name the caller passed.
+pub const PATH_NAMED: u32 = 1 << 31;
+/// The walk reached the process's root: the path is whole.
+pub const PATH_COMPLETE: u32 = 1 << 30;
+/// A bound ([`PATH_LEN`], [`PATH_DEPTH`]) was hit: the leading components are missing.
+pub const PATH_TRUNCATED: u32 = 1 << 29;
+/// The file's mount is not reachable from the process's root (memfd, pipe, a detached
+/// mount, a file outside a chroot): only its own name is meaningful.
+pub const PATH_UNREACHABLE: u32 = 1 << 28;
 
 /// File operations decoded from syscall exits.
 #[repr(C)]
@@ -304,12 +331,15 @@ pub struct FileEvent {
     pub fd: i32,
     pub dirfd: i32,
     pub dirfd2: i32,
+    /// [`PATH_BUF`] words of `path` and `path2`.
     pub path_len: u32,
     pub path2_len: u32,
     pub ino: u64,
-    pub path: [u8; PATH_LEN],
-    /// Second path: rename/link destination, symlink location.
-    pub path2: [u8; PATH_LEN],
+    /// The file ([`PATH_BUF`]): the opened or named file, or the caller's name and the
+    /// chain of the directory it is relative to.
+    pub path: [u8; PATH_BUF],
+    /// Second path, the same way: rename/link destination, symlink location.
+    pub path2: [u8; PATH_BUF],
 }
 
 /// `SockInfo.family` values the sensor decodes (`AF_INET`, `AF_INET6`).
@@ -498,13 +528,14 @@ records!(
 );
 
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 88);
-const _: () = assert!(core::mem::size_of::<ExecImage>() == 24 + PATH_LEN + NAME_LEN);
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 88 + 600 + 16 + ARGS_LEN + ENV_LEN);
-const _: () = assert!(core::mem::size_of::<ExecDeniedEvent>() == 88 + 600 + 8);
+const _: () = assert!(core::mem::size_of::<ExecImage>() == 32 + PATH_LEN + NAME_LEN + PATH_BUF);
+const _: () =
+    assert!(core::mem::size_of::<ExecEvent>() == 88 + 1632 + 16 + PATH_BUF + ARGS_LEN + ENV_LEN);
+const _: () = assert!(core::mem::size_of::<ExecDeniedEvent>() == 88 + 1632 + 8);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 88);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 96);
 const _: () = assert!(core::mem::size_of::<SockInfo>() == 44);
-const _: () = assert!(core::mem::size_of::<FileEvent>() == 88 + 56 + 2 * PATH_LEN);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 88 + 56 + 2 * PATH_BUF);
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 88 + 24 + 48);
 const _: () = assert!(core::mem::size_of::<DnsEvent>() == 88 + 16 + 44 + DNS_LEN + 4);
 const _: () = assert!(core::mem::size_of::<SyscallEvent>() == 88 + 16 + 48 + 44 + TEXT_LEN + 12);

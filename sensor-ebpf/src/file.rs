@@ -5,14 +5,14 @@
 //! `sensor_common::syscalls`). Only successful calls are reported. Opens for reading are
 //! not followed (they are most syscalls a machine makes), except of files whose name is in
 //! `SENSITIVE_NAMES`: those are checked at exit, on the opened file's dentry, and reported
-//! as `file_read` with the path rebuilt from the dentry chain. Paths are the strings
-//! the caller passed; userspace makes relative ones absolute from the caller's cwd or
-//! dirfd.
+//! as `file_read`. Paths are built here, while the caller and its descriptors exist
+//! (`kernel::paths`): the file's own chain for opens and descriptor calls, the caller's
+//! name with the chain of its directory (dirfd or working directory) for calls that take
+//! a path.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use sensor_common::{
-    COMPONENT_LEN, EventKind, FILE_PATH_COMPONENTS, FileEvent, MAX_COMPONENTS, PendingCall,
-    SENSITIVE_NAME_LEN, syscalls as nr,
+    EventKind, FileEvent, PATH_BUF, PendingCall, SENSITIVE_NAME_LEN, syscalls as nr,
 };
 
 use crate::{
@@ -20,9 +20,10 @@ use crate::{
         counters::{counted, enabled, ignored},
         files::{dentry_name, fd_file, file_dentry, file_ino},
         globals::off,
+        paths::{chain, named, of_file, root_of},
         ring::{reserve, send},
-        task::{current_task, read, read_ptr},
-        user::{read_user, user_str},
+        task::{current_task, read},
+        user::read_user,
     },
     maps::SENSITIVE_NAMES,
     syscall::{self, exit_ret, syscall_nr},
@@ -188,17 +189,34 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     };
     let e = entry.as_mut_ptr();
     let task = current_task();
-    let ino = if f.fd >= 0 {
-        file_ino(fd_file(task, f.fd as i64))
+    let file = if f.fd >= 0 {
+        fd_file(task, f.fd as i64)
     } else {
         0
     };
-    fill(e, call.nr, ret, &f, ino);
-    unsafe { (*e).path2_len = user_str(f.path2, &raw mut (*e).path2) };
+    fill(e, call.nr, ret, &f, file_ino(file));
+    unsafe {
+        if file != 0 {
+            // The open or fd-only call's own file: its chain, whatever name it was given.
+            file_chain(&raw mut (*e).path, &raw mut (*e).path_len, file, task);
+        } else {
+            named(&raw mut (*e).path, &raw mut (*e).path_len, f.path, task, f.dirfd);
+        }
+        named(&raw mut (*e).path2, &raw mut (*e).path2_len, f.path2, task, f.dirfd2);
+    }
     send(entry, task, kind)
 }
 
-/// Everything of a [`FileEvent`] but `path2`, which a read fills with path components.
+/// The chain of an open file, up to the task's root.
+#[inline(always)]
+fn file_chain(buf: *mut [u8; PATH_BUF], word: *mut u32, file: usize, task: usize) {
+    match (of_file(file), root_of(task)) {
+        (Ok(loc), Ok(root)) => chain(buf, word, loc, root),
+        _ => unsafe { *word = 0 },
+    }
+}
+
+/// Everything of a [`FileEvent`] but its paths.
 #[inline(always)]
 fn fill(e: *mut FileEvent, nr: u64, ret: i64, f: &Fields, ino: u64) {
     unsafe {
@@ -212,7 +230,6 @@ fn fill(e: *mut FileEvent, nr: u64, ret: i64, f: &Fields, ino: u64) {
         (*e).dirfd = f.dirfd;
         (*e).dirfd2 = f.dirfd2;
         (*e).ino = ino;
-        (*e).path_len = user_str(f.path, &raw mut (*e).path);
     }
 }
 
@@ -245,25 +262,9 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), i64> {
         ..Fields::NONE
     };
     fill(e, nr, ret, &f, file_ino(file));
-    // Leaf first, one fixed slot per component, up to the file system's root.
-    let slots = unsafe { (&raw mut (*e).path2).cast::<[u8; COMPONENT_LEN]>() };
-    let mut d = dentry;
-    let mut n = 0u32;
-    let mut i = 0;
-    while i < MAX_COMPONENTS {
-        if dentry_name(d, unsafe { slots.add(i) }).is_err() {
-            break;
-        }
-        n += 1;
-        let Ok(parent) = read_ptr(d, off().dentry_parent) else {
-            break;
-        };
-        if parent == d || parent == 0 {
-            break;
-        }
-        d = parent;
-        i += 1;
+    unsafe {
+        file_chain(&raw mut (*e).path, &raw mut (*e).path_len, file, task);
+        (*e).path2_len = 0;
     }
-    unsafe { (*e).path2_len = n | FILE_PATH_COMPONENTS };
     send(entry, task, kind)
 }

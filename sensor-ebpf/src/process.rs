@@ -22,6 +22,7 @@ use crate::{
         counters::guarded,
         files::{file_identity, file_name},
         globals::off,
+        paths::{chain, cwd_of, of_file, root_of},
         ring::{reserve, send},
         task::{current_task, read, read_ptr},
         user::{kernel_str, read_user_bytes},
@@ -51,7 +52,7 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
         (*e).flags = if killed { EXEC_KILLED } else { 0 } | if dropped { EXEC_DROPPED } else { 0 };
         (*e).args_len = 0;
         (*e).env_len = 0;
-        (*e)._pad = 0;
+        (*e).cwd_len = 0;
     }
     let body = exec_body(e, task, bprm, o);
     send(entry, task, kind).and(body)
@@ -78,6 +79,9 @@ fn exec_body(
     o: &sensor_common::KernelOffsets,
 ) -> Result<(), i64> {
     read_image(bprm, unsafe { &raw mut (*e).image })?;
+    if let (Ok(cwd), Ok(root)) = (cwd_of(task), root_of(task)) {
+        unsafe { chain(&raw mut (*e).cwd, &raw mut (*e).cwd_len, cwd, root) };
+    }
 
     let mm = read_ptr(task, o.task_mm)?;
     let start: u64 = read(mm, o.mm_arg_start)?;
@@ -112,6 +116,8 @@ pub fn read_image(bprm: usize, image: *mut ExecImage) -> Result<(), i64> {
         (*image).nlink = 0;
         (*image).filename_len = 0;
         (*image).name_len = 0;
+        (*image).path_len = 0;
+        (*image)._pad = 0;
     }
     let o = off();
     let path = read_ptr(bprm, o.binprm_filename)?;
@@ -124,6 +130,12 @@ pub fn read_image(bprm: usize, image: *mut ExecImage) -> Result<(), i64> {
         (*image).nlink = nlink;
     }
     unsafe { (*image).name_len = file_name(file, &raw mut (*image).name)? };
+    // Built here and not read from /proc/PID/exe later: a short-lived process is gone by
+    // then, and `./a.out` is all execve was given.
+    let task = current_task();
+    if let (Ok(loc), Ok(root)) = (of_file(file), root_of(task)) {
+        unsafe { chain(&raw mut (*image).path, &raw mut (*image).path_len, loc, root) };
+    }
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub mod globals;
 pub mod ring;
 /// Sockets, from the kernel's `struct sock` or the caller's `struct sockaddr`.
 pub mod socket;
+/// Absolute paths built from dentry and mount chains.
+pub mod paths;
 /// `task_struct` and plain kernel reads.
 pub mod task;
 /// Copies of user memory and of strings, bounded for the verifier.

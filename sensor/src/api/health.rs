@@ -46,6 +46,7 @@ impl HealthSource {
                 received: s.received_count(k),
                 lost: counters.lost(k),
                 kernel_errors: counters.errors(k),
+                paths_truncated: s.paths_truncated_count(k),
             })
             .collect();
         let t = *s.table.lock().unwrap();

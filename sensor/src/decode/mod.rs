@@ -44,6 +44,8 @@ pub struct Decoded {
     pub event: proto::Event,
     /// argv of a `process_exec`.
     pub args: Vec<String>,
+    /// Paths of this record that a kernel bound cut short (counted for health).
+    pub paths_truncated: u32,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -120,26 +122,8 @@ pub(crate) fn text(buf: &[u8], len: u32) -> String {
     String::from_utf8_lossy(&s[..end]).into_owned()
 }
 
-/// Decoding state that outlives one record.
-#[derive(Default)]
-pub struct Decoder {
-    open_files: paths::OpenFiles,
-}
-
-impl Decoder {
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<Decoded, DecodeError> {
-        decode_with(bytes, &mut self.open_files)
-    }
-}
-
-/// Decodes one record with no state carried over (fd-only file calls get their path from
-/// `/proc` alone).
-#[cfg(test)]
+/// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    decode_with(bytes, &mut paths::OpenFiles::default())
-}
-
-fn decode_with(bytes: &[u8], open_files: &mut paths::OpenFiles) -> Result<Decoded, DecodeError> {
     let raw = read_header(bytes)?;
     let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
     if raw.size as usize != bytes.len() {
@@ -169,6 +153,7 @@ fn decode_with(bytes: &[u8], open_files: &mut paths::OpenFiles) -> Result<Decode
         ..Default::default()
     };
     let mut args = Vec::new();
+    let mut paths_truncated = 0;
     match kind.family() {
         HookFamily::Process | HookFamily::ExecDenial => match kind {
             EventKind::ProcessExec => args = process::exec(bytes, &mut event)?,
@@ -176,15 +161,22 @@ fn decode_with(bytes: &[u8], open_files: &mut paths::OpenFiles) -> Result<Decode
             EventKind::ProcessExit => process::exit(bytes, &mut event)?,
             _ => {}
         },
-        HookFamily::File => file::decode(bytes, &mut event, open_files)?,
+        HookFamily::File => paths_truncated = file::decode(bytes, &mut event)?,
         HookFamily::Net => net::socket_call(bytes, &mut event)?,
         HookFamily::Dns => net::dns(bytes, &mut event)?,
         HookFamily::Security => security::decode(kind, bytes, &mut event)?,
+    }
+    if let Some(x) = &event.exec
+        && !x.path_resolved
+        && !x.path.is_empty()
+    {
+        paths_truncated += 1;
     }
     Ok(Decoded {
         header,
         event,
         args,
+        paths_truncated,
     })
 }
 

@@ -1,91 +1,78 @@
-//! Making the paths syscalls receive absolute.
-//!
-//! The kernel programs copy the string the caller passed; a relative one is resolved here
-//! against the caller's working directory or directory fd, read from `/proc` while the
-//! process still exists. A process that already exited leaves the path as given, marked
-//! unresolved, rather than guessed.
+//! Paths as the kernel programs built them (`sensor_common::PATH_BUF`): the name the caller
+//! passed, if any, and the names of the directory chain from the leaf up, turned into one
+//! absolute path. Nothing here asks `/proc`: the process may be gone by now, and the
+//! kernel already knew where it was.
 
-use std::num::NonZeroUsize;
+use sensor_common::{PATH_BYTES, PATH_COMPLETE, PATH_NAMED, PATH_TRUNCATED, PATH_UNREACHABLE};
 
-use lru::LruCache;
-
-const AT_FDCWD: i32 = -100;
-
-/// Paths of descriptors opened for writing, learnt from open events, so calls that name
-/// only a descriptor (ftruncate, fchmod, fchown) get a path even when the descriptor is
-/// closed by the time `/proc` is asked. Entries are checked against the inode the kernel
-/// reports, so a reused descriptor number never lends its old path.
-pub struct OpenFiles {
-    map: LruCache<(u32, i32), (u64, String)>,
-    /// The same paths by inode: a descriptor moved with dup2 (`touch` reopens its file on
-    /// fd 0) still finds its path.
-    by_inode: LruCache<(u32, u64), String>,
+/// A path from the kernel.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KernelPath {
+    pub path: String,
+    /// Whole and absolute: the walk reached the process's root (or the caller gave an
+    /// absolute name).
+    pub resolved: bool,
+    /// A bound (length, depth) cut the walk short: counted for health.
+    pub truncated: bool,
+    /// The name the caller passed, when the call took one.
+    pub given: Option<String>,
 }
 
-impl Default for OpenFiles {
-    fn default() -> Self {
-        let cap = NonZeroUsize::new(16384).unwrap();
-        Self {
-            map: LruCache::new(cap),
-            by_inode: LruCache::new(cap),
-        }
-    }
-}
-
-impl OpenFiles {
-    pub fn opened(&mut self, tgid: u32, fd: i32, ino: u64, path: &str) {
-        if fd >= 0 && ino != 0 && path.starts_with('/') {
-            self.map.put((tgid, fd), (ino, path.to_string()));
-            self.by_inode.put((tgid, ino), path.to_string());
-        }
-    }
-
-    /// Path of `fd` of `tgid` if it still names inode `ino`.
-    pub fn path(&mut self, tgid: u32, fd: i32, ino: u64) -> Option<String> {
-        // The descriptor may already be closed and its number reused: trust /proc only if
-        // it still names the inode the kernel reported.
-        let same = |p: &String| {
-            use std::os::unix::fs::MetadataExt;
-            ino == 0
-                || std::fs::metadata(format!("/proc/{tgid}/fd/{fd}")).is_ok_and(|m| m.ino() == ino)
-                || std::fs::metadata(p).is_ok_and(|m| m.ino() == ino)
+impl KernelPath {
+    /// Decodes `buf` as described by its path word.
+    pub fn decode(buf: &[u8], word: u32) -> Self {
+        let used = ((word & PATH_BYTES) as usize).min(buf.len());
+        let mut strings = buf[..used]
+            .split(|&b| b == 0)
+            .map(|s| String::from_utf8_lossy(s));
+        let given = if word & PATH_NAMED != 0 {
+            strings.next()
+        } else {
+            None
         };
-        if let Some(p) = of_fd(tgid, fd).filter(same) {
-            return Some(p);
+        let truncated = word & PATH_TRUNCATED != 0;
+        if let Some(g) = &given
+            && g.starts_with('/')
+        {
+            return Self {
+                path: join("/", g),
+                resolved: !truncated,
+                truncated,
+                given: Some(g.to_string()),
+            };
         }
-        match self.map.get(&(tgid, fd)) {
-            Some((i, p)) if *i == ino && ino != 0 => Some(p.clone()),
-            _ => self.by_inode.get(&(tgid, ino)).cloned(),
+        let mut names: Vec<_> = strings.filter(|s| !s.is_empty()).collect();
+        if word & PATH_UNREACHABLE != 0 && given.is_none() {
+            // memfd, pipe, a detached mount: its own name is all there is.
+            return Self {
+                path: names.first().map(|n| n.to_string()).unwrap_or_default(),
+                resolved: true,
+                truncated,
+                given: None,
+            };
+        }
+        names.reverse();
+        let dir = format!("/{}", names.join("/"));
+        let path = match &given {
+            Some(g) => join(&dir, g),
+            None => dir,
+        };
+        Self {
+            path,
+            resolved: word & PATH_COMPLETE != 0 && !truncated,
+            truncated,
+            given: given.map(|g| g.into_owned()),
         }
     }
-}
-
-/// `(path, resolved)`: absolute paths pass through unchanged.
-pub fn absolute(tgid: u32, dirfd: i32, path: &str) -> (String, bool) {
-    if path.starts_with('/') || path.is_empty() {
-        return (path.to_string(), true);
-    }
-    let base = if dirfd == AT_FDCWD {
-        std::fs::read_link(format!("/proc/{tgid}/cwd")).ok()
-    } else {
-        std::fs::read_link(format!("/proc/{tgid}/fd/{dirfd}")).ok()
-    };
-    match base {
-        Some(b) => (join(&b.to_string_lossy(), path), true),
-        None => (path.to_string(), false),
-    }
-}
-
-/// Path of an open descriptor of `tgid`.
-pub fn of_fd(tgid: u32, fd: i32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{tgid}/fd/{fd}"))
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// Joins and normalises `.` and `..` lexically (the kernel resolved the real thing).
 pub fn join(base: &str, rel: &str) -> String {
-    let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
+    let mut parts: Vec<&str> = if rel.starts_with('/') {
+        Vec::new()
+    } else {
+        base.split('/').filter(|s| !s.is_empty()).collect()
+    };
     for c in rel.split('/') {
         match c {
             "" | "." => {}
@@ -102,21 +89,58 @@ pub fn join(base: &str, rel: &str) -> String {
 mod tests {
     use super::*;
 
+    fn buf(strings: &[&str]) -> (Vec<u8>, u32) {
+        let mut b = Vec::new();
+        for s in strings {
+            b.extend_from_slice(s.as_bytes());
+            b.push(0);
+        }
+        let n = b.len() as u32;
+        b.resize(64, 0xaa);
+        (b, n)
+    }
+
     #[test]
     fn joins_relative_paths() {
         assert_eq!(join("/tmp/a", "b/c"), "/tmp/a/b/c");
         assert_eq!(join("/tmp/a", "../b"), "/tmp/b");
         assert_eq!(join("/", "./x"), "/x");
-        assert_eq!(
-            absolute(1, AT_FDCWD, "/etc/passwd"),
-            ("/etc/passwd".into(), true)
-        );
-        let me = std::process::id();
-        let cwd = std::env::current_dir().unwrap();
-        assert_eq!(
-            absolute(me, AT_FDCWD, "x").0,
-            join(&cwd.to_string_lossy(), "x")
-        );
-        assert!(!absolute(u32::MAX, AT_FDCWD, "x").1);
+        assert_eq!(join("/tmp", "/etc/./passwd"), "/etc/passwd");
+    }
+
+    #[test]
+    fn chains_become_paths() {
+        let (b, n) = buf(&["a.out", "x", "tmp"]);
+        let p = KernelPath::decode(&b, n | PATH_COMPLETE);
+        assert_eq!((p.path.as_str(), p.resolved), ("/tmp/x/a.out", true));
+
+        // A relative name and the chain of its directory.
+        let (b, n) = buf(&["../y/./f", "x", "tmp"]);
+        let p = KernelPath::decode(&b, n | PATH_NAMED | PATH_COMPLETE);
+        assert_eq!((p.path.as_str(), p.resolved), ("/tmp/y/f", true));
+
+        // An absolute name is taken as given.
+        let (b, n) = buf(&["/etc//passwd"]);
+        let p = KernelPath::decode(&b, n | PATH_NAMED | PATH_COMPLETE);
+        assert_eq!(p.path, "/etc/passwd");
+
+        // The root itself: no names.
+        let p = KernelPath::decode(&[], PATH_COMPLETE);
+        assert_eq!((p.path.as_str(), p.resolved), ("/", true));
+
+        // Cut short by a bound: marked, never passed off as whole.
+        let (b, n) = buf(&["f", "deep"]);
+        let p = KernelPath::decode(&b, n | PATH_TRUNCATED);
+        assert!(!p.resolved && p.truncated);
+
+        // memfd: its name alone.
+        let (b, n) = buf(&["memfd:x"]);
+        let p = KernelPath::decode(&b, n | PATH_UNREACHABLE);
+        assert_eq!(p.path, "memfd:x");
+
+        // A length past the buffer is clamped, not trusted.
+        let (b, _) = buf(&["a", "b"]);
+        let p = KernelPath::decode(&b, 0xffff | PATH_COMPLETE);
+        assert!(p.path.starts_with("/"));
     }
 }

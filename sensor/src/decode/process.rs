@@ -6,6 +6,7 @@ use sensor_common::{
     EXEC_KILLED, ExecDeniedEvent, ExecEvent, ExecImage, ExitEvent,
 };
 
+use super::paths::{self, KernelPath};
 use super::{DecodeError, read_record, text};
 use crate::proto;
 
@@ -23,13 +24,21 @@ pub fn exec(bytes: &[u8], event: &mut proto::Event) -> Result<Vec<String>, Decod
             loader_env = loader_vars(&full);
         }
     }
+    let cwd = KernelPath::decode(&e.cwd, e.cwd_len);
+    let mut info = image(&e.image);
+    if !info.filename.starts_with('/') && cwd.resolved {
+        // `./a.out` means the file in the directory the exec ran in (argv keeps the name
+        // as given).
+        info.filename = paths::join(&cwd.path, &info.filename);
+    }
     event.exec = Some(proto::ExecInfo {
         args_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
         killed: e.flags & EXEC_KILLED != 0,
         dropped: e.flags & EXEC_DROPPED != 0,
         loader_env,
         env_truncated: truncated,
-        ..image(&e.image)
+        cwd: cwd.path,
+        ..info
     });
     Ok(args)
 }
@@ -51,12 +60,16 @@ pub fn exec_denied(bytes: &[u8], event: &mut proto::Event) -> Result<(), DecodeE
 }
 
 fn image(i: &ExecImage) -> proto::ExecInfo {
+    let path = KernelPath::decode(&i.path, i.path_len);
     proto::ExecInfo {
         filename: text(&i.filename, i.filename_len),
         inode: i.ino,
         dev: i.dev,
         nlink: i.nlink,
         name: text(&i.name, i.name_len),
+        path: path.path,
+        path_resolved: path.resolved,
+        deleted: i.nlink == 0,
         ..Default::default()
     }
 }

@@ -12,7 +12,6 @@ mod users;
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt,
     sync::atomic::Ordering,
     time::{Instant, SystemTime},
 };
@@ -58,15 +57,15 @@ impl Enricher {
             header: h,
             mut event,
             args,
+            ..
         } = d;
         let now = Instant::now();
         let key = match h.kind {
             Some(EventKind::ProcessFork) => self.table.on_fork(&h),
             Some(EventKind::ProcessExec) => {
                 let exec = event.exec.as_ref();
-                let filename = exec.map(|e| e.filename.as_str()).unwrap_or_default();
                 let ino = exec.map(|e| e.inode).unwrap_or_default();
-                let exe = exe_path(h.tgid, filename, ino);
+                let exe = exec.map(exe_path).unwrap_or_default();
                 let identity = file_identity(&exe, h.tgid, ino);
                 let key = self.table.on_exec(&h, exe.clone(), args);
                 self.table.set_exe_identity(&key, identity);
@@ -175,19 +174,13 @@ fn boot_offset_ns() -> u64 {
     (wall.as_nanos() as u64).saturating_sub(boot)
 }
 
-/// The executable's absolute path: execve's argument when it already is one, else what
-/// `/proc/PID/exe` says while it still names the same inode.
-fn exe_path(tgid: u32, filename: &str, ino: u64) -> String {
-    let direct = filename.starts_with('/')
-        && !filename.starts_with("/dev/fd/")
-        && !filename.starts_with("/proc/");
-    if direct {
-        return filename.to_string();
-    }
-    let link = format!("/proc/{tgid}/exe");
-    match (std::fs::read_link(&link), std::fs::metadata(&link)) {
-        (Ok(p), Ok(m)) if m.ino() == ino => p.to_string_lossy().into_owned(),
-        _ => crate::decode::paths::absolute(tgid, -100, filename).0,
+/// The executable's path: the kernel's, from the image itself; execve's argument (made
+/// absolute against the working directory) only if the kernel's walk failed.
+fn exe_path(exec: &proto::ExecInfo) -> String {
+    if exec.path.is_empty() {
+        exec.filename.clone()
+    } else {
+        exec.path.clone()
     }
 }
 

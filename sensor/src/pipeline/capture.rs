@@ -20,7 +20,7 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 
 use super::{input::RecordSender, stats::Stats};
-use crate::decode::Decoder;
+use crate::decode;
 
 /// Poll period: the upper bound this stage adds to event latency.
 pub const POLL_MS: i32 = 10;
@@ -41,7 +41,6 @@ pub fn spawn(
         .name("capture".into())
         .spawn(move || {
             let fd = ring.as_raw_fd();
-            let mut decoder = Decoder::default();
             while !stop.load(Ordering::Relaxed) {
                 let mut pfd = libc::pollfd {
                     fd,
@@ -53,10 +52,11 @@ pub fn spawn(
                 unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
                 let mut batch = Vec::with_capacity(BATCH);
                 while let Some(item) = ring.next() {
-                    match decoder.decode(&item) {
+                    match decode::decode(&item) {
                         Ok(d) => {
                             if let Some(k) = d.header.kind {
                                 stats.received(k);
+                                stats.paths_truncated(k, d.paths_truncated);
                             }
                             batch.push(d);
                         }

@@ -14,6 +14,7 @@ use crate::{decode::DecodeError, enrich::process_table::TableStats};
 
 pub struct Stats {
     received: [AtomicU64; KIND_SLOTS],
+    paths_truncated: [AtomicU64; KIND_SLOTS],
     pub decode_errors: AtomicU64,
     pub published: AtomicU64,
     pub stream_dropped: AtomicU64,
@@ -27,6 +28,7 @@ impl Default for Stats {
     fn default() -> Self {
         Self {
             received: std::array::from_fn(|_| AtomicU64::new(0)),
+            paths_truncated: std::array::from_fn(|_| AtomicU64::new(0)),
             decode_errors: AtomicU64::new(0),
             published: AtomicU64::new(0),
             stream_dropped: AtomicU64::new(0),
@@ -43,6 +45,21 @@ impl Stats {
         if let Some(c) = self.received.get(kind as usize) {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Paths of a record of `kind` that a kernel bound cut short.
+    pub fn paths_truncated(&self, kind: EventKind, n: u32) {
+        if n > 0
+            && let Some(c) = self.paths_truncated.get(kind as usize)
+        {
+            c.fetch_add(u64::from(n), Ordering::Relaxed);
+        }
+    }
+
+    pub fn paths_truncated_count(&self, kind: EventKind) -> u64 {
+        self.paths_truncated
+            .get(kind as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     pub fn received_count(&self, kind: EventKind) -> u64 {
