@@ -47,3 +47,9 @@ pub static WALL_CLOCK: Array<u64> = Array::with_max_entries(1, 0);
 /// Thread groups whose signals are reported (`signal` events): the sensor and auditd.
 #[map]
 pub static PROTECTED_TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+
+/// Exec flags (`EXEC_KILLED`, `EXEC_DROPPED`) decided by `exec_verdict` for the exec
+/// record `sched_process_exec` writes right after it, by pid_tgid. LRU: an entry whose
+/// record never came (exec program not attached) cannot fill it.
+#[map]
+pub static EXEC_VERDICTS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(1024, 0);

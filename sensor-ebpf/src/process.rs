@@ -10,7 +10,9 @@
 //! These prototypes are stable from 4.x through 6.18.
 
 use aya_ebpf::{
-    helpers::generated::bpf_send_signal, macros::raw_tracepoint, programs::RawTracePointContext,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_send_signal},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 use sensor_common::{
     ARGS_LEN, ENV_LEN, EXEC_ARGS_TRUNCATED, EXEC_DROPPED, EXEC_ENV_TRUNCATED, EXEC_KILLED,
@@ -27,6 +29,7 @@ use crate::{
         task::{current_task, read, read_ptr},
         user::{kernel_str, read_user_bytes},
     },
+    maps::EXEC_VERDICTS,
     prevent::assess,
 };
 
@@ -40,22 +43,51 @@ fn try_exec(ctx: &RawTracePointContext) -> Result<(), i64> {
     let kind = EventKind::ProcessExec;
     let task: usize = ctx.arg::<u64>(0) as usize;
     let bprm: usize = ctx.arg::<u64>(2) as usize;
-    // Decided before anything can fail to be reported: a full ring buffer must not let a
-    // fileless or dropped image run.
-    let (killed, dropped) = prevent(task, bprm);
+    let verdict = take_verdict();
     let Some(mut entry) = reserve::<ExecEvent>(kind) else {
         return Ok(());
     };
     let e = entry.as_mut_ptr();
     let o = off();
     unsafe {
-        (*e).flags = if killed { EXEC_KILLED } else { 0 } | if dropped { EXEC_DROPPED } else { 0 };
+        (*e).flags = verdict;
         (*e).args_len = 0;
         (*e).env_len = 0;
         (*e).cwd_len = 0;
     }
     let body = exec_body(e, task, bprm, o);
     send(entry, task, kind).and(body)
+}
+
+/// Prevention at exec, in its own program on the same tracepoint, attached before
+/// [`sched_process_exec`] so it runs first: decided before anything can fail to be
+/// reported (a full ring buffer must not let a fileless or dropped image run), and kept
+/// apart from the record's path walks, which together with the checks here are more than
+/// older verifiers (6.1) accept in one program. What it decided reaches the exec record
+/// through `EXEC_VERDICTS`, only for the rare exec it has something to say about.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn exec_verdict(ctx: RawTracePointContext) -> i32 {
+    let task: usize = ctx.arg::<u64>(0) as usize;
+    let bprm: usize = ctx.arg::<u64>(2) as usize;
+    let (killed, dropped) = prevent(task, bprm);
+    let flags = if killed { EXEC_KILLED } else { 0 } | if dropped { EXEC_DROPPED } else { 0 };
+    if flags != 0 {
+        let _ = EXEC_VERDICTS.insert(bpf_get_current_pid_tgid(), flags, 0);
+    }
+    0
+}
+
+/// What [`exec_verdict`] decided about this thread's exec (0: nothing).
+#[inline(always)]
+fn take_verdict() -> u32 {
+    let key = bpf_get_current_pid_tgid();
+    match unsafe { EXEC_VERDICTS.get(key) }.copied() {
+        Some(flags) => {
+            let _ = EXEC_VERDICTS.remove(key);
+            flags
+        }
+        None => 0,
+    }
 }
 
 /// Blocking mode: an image doomed to be stopped ([`assess`]) is killed here, in the

@@ -212,10 +212,25 @@ const FAMILIES: &[SyscallFamily] = &[
     },
 ];
 
-const PROCESS_HOOKS: &[(&str, EventKind)] = &[
-    ("sched_process_exec", EventKind::ProcessExec),
-    ("sched_process_fork", EventKind::ProcessFork),
-    ("sched_process_exit", EventKind::ProcessExit),
+/// (program, tracepoint, kind). On one tracepoint, programs run in the order attached:
+/// the exec verdict comes before the exec record that carries it.
+const PROCESS_HOOKS: &[(&str, &str, EventKind)] = &[
+    ("exec_verdict", "sched_process_exec", EventKind::ProcessExec),
+    (
+        "sched_process_exec",
+        "sched_process_exec",
+        EventKind::ProcessExec,
+    ),
+    (
+        "sched_process_fork",
+        "sched_process_fork",
+        EventKind::ProcessFork,
+    ),
+    (
+        "sched_process_exit",
+        "sched_process_exit",
+        EventKind::ProcessExit,
+    ),
 ];
 
 impl Probes {
@@ -279,9 +294,9 @@ impl Probes {
         }
 
         let mut status = Vec::new();
-        for (name, kind) in PROCESS_HOOKS {
+        for (name, tracepoint, kind) in PROCESS_HOOKS {
             if enabled.contains(kind) {
-                status.push(attach_raw(&mut ebpf, name));
+                status.push(attach_raw_as(&mut ebpf, name, tracepoint));
             }
         }
         for fam in FAMILIES {
@@ -360,10 +375,6 @@ fn release_freed_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-fn attach_raw(ebpf: &mut Ebpf, name: &str) -> proto::ProgramStatus {
-    attach_raw_as(ebpf, name, name)
 }
 
 fn attach_raw_as(ebpf: &mut Ebpf, name: &str, tracepoint: &str) -> proto::ProgramStatus {
