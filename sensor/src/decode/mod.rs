@@ -185,8 +185,19 @@ mod tests {
     use super::*;
     use sensor_common::{
         ARGS_LEN, DENIED_UNLINKED, ENV_LEN, ExecDeniedEvent, ExecEvent, ExecImage, NAME_LEN,
-        PATH_LEN,
+        PATH_BUF, PATH_COMPLETE, PATH_LEN,
     };
+
+    /// A kernel path buffer holding `names` (leaf first) and its word.
+    fn chain(names: &[&str]) -> ([u8; PATH_BUF], u32) {
+        let mut b = [0u8; PATH_BUF];
+        let mut n = 0;
+        for name in names {
+            b[n..n + name.len()].copy_from_slice(name.as_bytes());
+            n += name.len() + 1;
+        }
+        (b, n as u32 | PATH_COMPLETE)
+    }
 
     fn image(filename: &str, name: &str) -> ExecImage {
         let mut i = ExecImage {
@@ -195,8 +206,11 @@ mod tests {
             nlink: 1,
             filename_len: filename.len() as u32,
             name_len: name.len() as u32,
+            path_len: 0,
+            _pad: 0,
             filename: [0; PATH_LEN],
             name: [0; NAME_LEN],
+            path: [0; PATH_BUF],
         };
         i.filename[..filename.len()].copy_from_slice(filename.as_bytes());
         i.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -222,7 +236,8 @@ mod tests {
             args_len: args.len() as u32,
             flags: 0,
             env_len: 0,
-            _pad: 0,
+            cwd_len: 0,
+            cwd: [0; PATH_BUF],
             args: [0; ARGS_LEN],
             env: [0; ENV_LEN],
         };
@@ -268,6 +283,20 @@ mod tests {
         assert_eq!(d.args, vec!["/bin/echo", "hello", "world"]);
         assert_eq!(d.event.exec.unwrap().filename, "/bin/echo");
         assert_eq!(d.header.tgid, 42);
+    }
+
+    #[test]
+    fn exec_paths_come_from_the_kernel_chains() {
+        let mut rec = exec_record(b"./a.out\0", "./a.out");
+        let mut e: ExecEvent = read_record(&rec).unwrap();
+        (e.image.path, e.image.path_len) = chain(&["a.out", "x", "tmp"]);
+        (e.cwd, e.cwd_len) = chain(&["x", "tmp"]);
+        rec = bytes_of(&e);
+        let x = decode(&rec).unwrap().event.exec.unwrap();
+        assert_eq!(x.path, "/tmp/x/a.out");
+        assert!(x.path_resolved && !x.deleted);
+        assert_eq!(x.cwd, "/tmp/x");
+        assert_eq!(x.filename, "/tmp/x/a.out", "made absolute against the cwd");
     }
 
     #[test]

@@ -385,3 +385,27 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[test]
+fn current_directory_is_the_working_directory_at_exec() {
+    let dir = TempDir::new("cwd");
+    let id = "5f0b7c1e-2a58-4d0e-9b0e-6c1f3d2a7e41";
+    std::fs::write(
+        dir.0.join("cwd.yml"),
+        rule_yaml(
+            id,
+            "linux",
+            "process_creation",
+            "CurrentDirectory|startswith: '/dev/shm'",
+        ),
+    )
+    .unwrap();
+    let (rules, skipped) = SigmaRules::load(Some(&dir.0)).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let mut e = exec("/usr/bin/id", &["id"]);
+    assert!(!ids(&rules, &e).contains(&id.to_string()), "no cwd known");
+    e.exec.as_mut().unwrap().cwd = "/dev/shm/x".into();
+    assert!(ids(&rules, &e).contains(&id.to_string()));
+    e.exec.as_mut().unwrap().cwd = "/home/u".into();
+    assert!(!ids(&rules, &e).contains(&id.to_string()));
+}
