@@ -238,8 +238,14 @@ fn output_to_a_closed_pipe_ends_quietly() {
     }
 }
 
+/// Held by the test that floods the machine with execs: every daemon sees every
+/// process, so the flood would crowd a single exec out of the shared daemon's ring buffer
+/// while another test looks for it.
+static EXEC_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_forged_argv_stays_on_its_own_line_with_controls_escaped() {
+    let _flood = EXEC_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     let socket = shared_daemon();
     let marker = format!("hcli-forge-{}", std::process::id());
     let payload = format!("{marker}\n  999 process_exec pid=1 exe=/sbin/init\x1b[2J");
@@ -451,19 +457,26 @@ async fn a_corrupt_exclusions_file_shows_in_health() {
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::write(state.join("exclusions.json"), "{\"folders\": [\"/srv\"").unwrap();
     let d = Daemon::start(&["--state-dir", state.to_str().unwrap()]).unwrap();
+    // Other issues may stand beside it (a kernel without module support has one).
     let issues = health(&d.socket).await.unwrap().issues;
-    assert_eq!(issues.len(), 1, "{issues:?}");
-    assert!(issues[0].contains("exclusions"), "{issues:?}");
+    let about = |i: &&String| i.contains("exclusions");
+    assert_eq!(issues.iter().filter(about).count(), 1, "{issues:?}");
     let json = d.cli_json(&["health"]).unwrap();
-    assert_eq!(json[0]["issues"].as_array().unwrap().len(), 1);
+    let listed = json[0]["issues"].as_array().unwrap();
+    assert_eq!(listed.len(), issues.len());
     let text = d.cli(&["health"]).unwrap();
     let shown: Vec<&str> = text.lines().filter(|l| l.starts_with("ISSUE")).collect();
-    assert_eq!(shown.len(), 1, "{text}");
-    assert!(shown[0].contains("exclusions"), "{text}");
+    assert_eq!(shown.len(), issues.len(), "{text}");
+    assert_eq!(
+        shown.iter().filter(|l| l.contains("exclusions")).count(),
+        1,
+        "{text}"
+    );
 }
 
 #[test]
 fn a_detection_history_past_the_message_limit_lists_in_full() {
+    let _flood = EXEC_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     const EXECS: usize = 4500;
     let d = Daemon::start(&[]).unwrap();
     // Each exec looks like a miner (SNS-0012) and carries a full argv buffer, so every

@@ -11,6 +11,11 @@ use std::{
 
 use sensor_tests::{Collector, Event, TempDir, Tmpfs, health_blocking, shared_daemon};
 
+/// One test at a time: a child forked by one (which keeps the parent's descriptors until
+/// it exits) could hold a program another has just written open for writing, and its
+/// exec would fail with ETXTBSY.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A copy of `/bin/true` that exits at once.
 fn payload(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
@@ -50,6 +55,7 @@ fn exec_with_marker<'a>(events: &'a [Event], marker: &str) -> Option<&'a Event> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_way_of_naming_an_executable_gives_its_real_path() {
+    let _serial = SERIAL.lock().await;
     let c0 = Collector::start(shared_daemon(), &["process_exec"])
         .await
         .unwrap();
@@ -206,6 +212,7 @@ async fn wait_for_file(c: &Collector, kind: &str, path: &Path, new_path: Option<
 
 #[tokio::test(flavor = "multi_thread")]
 async fn path_only_calls_with_relative_names_from_processes_that_exit_at_once() {
+    let _serial = SERIAL.lock().await;
     let c0 = Collector::start(
         shared_daemon(),
         &[
@@ -306,6 +313,7 @@ impl Drop for Bind {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn paths_cross_tmpfs_and_bind_mounts_as_the_process_sees_them() {
+    let _serial = SERIAL.lock().await;
     let c0 = Collector::start(shared_daemon(), &["file_create"])
         .await
         .unwrap();
@@ -340,6 +348,7 @@ async fn paths_cross_tmpfs_and_bind_mounts_as_the_process_sees_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_path_past_the_bound_is_marked_and_counted() {
+    let _serial = SERIAL.lock().await;
     let socket = shared_daemon();
     let c0 = Collector::start(socket, &["file_create"]).await.unwrap();
     let dir = TempDir::new("paths-long");

@@ -456,8 +456,17 @@ async fn history_and_quarantine_survive_a_restart() {
     let state_arg = state.path().to_str().unwrap();
     let mut d = daemon("blocking", &m, &["--state-dir", state_arg]);
     assert!(eperm(std::fs::read(&f)));
-    let q1 = d.cli_json(&["threat", "quarantine", "list"]).unwrap();
+    // The opener is answered first; the quarantine follows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let q1 = loop {
+        let q = d.cli_json(&["threat", "quarantine", "list"]).unwrap();
+        if !q.is_empty() || Instant::now() > deadline {
+            break q;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(q1.len(), 1);
+    assert_eq!(q1[0]["threat"], "EICAR-Test-File", "{q1:?}");
     assert!(d.stop().unwrap().success());
     drop(d);
 
