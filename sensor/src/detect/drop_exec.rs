@@ -13,11 +13,13 @@
 use std::{
     collections::HashMap,
     fs::Metadata,
+    num::NonZeroUsize,
     os::unix::fs::MetadataExt,
     path::Path,
     time::{Duration, Instant, SystemTime},
 };
 
+use lru::LruCache;
 use sensor_common::EventKind;
 
 use super::{Detector, Finding, Response, Rule};
@@ -38,8 +40,8 @@ const MAX_DROPS: usize = 8192;
 
 pub struct DropExec {
     window_ns: u64,
-    /// path -> (seq of the write, kernel time, inode)
-    drops: HashMap<String, (u64, u64, u64)>,
+    /// path -> (seq of the write, kernel time, inode), at most [`MAX_DROPS`].
+    drops: LruCache<String, (u64, u64, u64)>,
     /// Directories outside the well-known ones found world-writable or not, forgotten
     /// every [`DIRS_TTL`] so a chmod of a directory is seen within it.
     dirs: HashMap<String, bool>,
@@ -55,28 +57,16 @@ impl DropExec {
     pub fn new(window_secs: u64) -> Self {
         Self {
             window_ns: Duration::from_secs(window_secs).as_nanos() as u64,
-            drops: HashMap::new(),
+            drops: LruCache::new(NonZeroUsize::new(MAX_DROPS).unwrap()),
             dirs: HashMap::new(),
             dirs_since: Instant::now(),
         }
     }
 
     fn remember(&mut self, path: &str, seq: u64, ts: u64, inode: u64) {
-        if self.drops.len() >= MAX_DROPS {
-            let horizon = ts.saturating_sub(self.window_ns);
-            self.drops.retain(|_, (_, t, _)| *t >= horizon);
-            if self.drops.len() >= MAX_DROPS {
-                let oldest = self
-                    .drops
-                    .iter()
-                    .min_by_key(|(_, (_, t, _))| *t)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    self.drops.remove(&k);
-                }
-            }
-        }
-        self.drops.insert(path.to_string(), (seq, ts, inode));
+        // Least recently written goes first, in constant time: a storm of drops must not
+        // make every further one cost a walk over all of them.
+        self.drops.put(path.to_string(), (seq, ts, inode));
     }
 
     /// The remembered drop `e`'s image came from: by the path executed, else (for an
@@ -84,7 +74,7 @@ impl DropExec {
     fn drop_of(&self, e: &proto::Event, exe: &str) -> Option<(String, u64, u64)> {
         let x = e.exec.as_ref()?;
         let by_path = [exe, x.filename.as_str()].into_iter().find_map(|path| {
-            let (seq, ts, _) = self.drops.get(path)?;
+            let (seq, ts, _) = self.drops.peek(path)?;
             Some((path.to_string(), *seq, *ts))
         });
         by_path.or_else(|| {
