@@ -63,6 +63,10 @@ pub struct CaptureArgs {
     /// once on, slows every later process until reboot).
     #[arg(long, value_enum)]
     peer: Option<Peer>,
+    /// Extra daemon flag for the sensor rounds, repeatable (e.g.
+    /// `--daemon-arg=--real-time-protection=false` to time capture alone).
+    #[arg(long = "daemon-arg", allow_hyphen_values = true)]
+    daemon_args: Vec<String>,
 }
 
 /// Another way of recording the same activity, timed on the same storms.
@@ -327,7 +331,8 @@ fn capture_workload(
     for round in 1..=args.rounds {
         let baseline_secs = storm.run(n)?;
         println!("bench: round {round}: baseline {baseline_secs:.3} s");
-        let r = sensor_run(bin, tmp, &storm, round, n, baseline_secs).with_context(|| {
+        let r = sensor_run(bin, tmp, &storm, round, n, baseline_secs, &args.daemon_args)
+            .with_context(|| {
             format!(
                 "{} storm, round {round} with the sensor failed",
                 workload.name()
@@ -447,6 +452,7 @@ fn sensor_run(
     round: u32,
     n: u64,
     baseline_secs: f64,
+    daemon_args: &[String],
 ) -> Result<Round> {
     let socket = tmp.join("sensor.sock");
     let _ = fs::remove_file(&socket);
@@ -459,7 +465,8 @@ fn sensor_run(
             &tmp.join(format!("daemon-{}-{round}.log", storm.workload.name())),
         )
     }
-    .args(["--mode", "passive"]);
+    .args(["--mode", "passive"])
+    .args(daemon_args);
     let mut daemon = Daemon::launch(spec)?;
     let before = daemon.health_json()?;
     let sensor_secs = storm.run(n)?;
