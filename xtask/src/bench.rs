@@ -333,11 +333,11 @@ fn capture_workload(
         println!("bench: round {round}: baseline {baseline_secs:.3} s");
         let r = sensor_run(bin, tmp, &storm, round, n, baseline_secs, &args.daemon_args)
             .with_context(|| {
-            format!(
-                "{} storm, round {round} with the sensor failed",
-                workload.name()
-            )
-        })?;
+                format!(
+                    "{} storm, round {round} with the sensor failed",
+                    workload.name()
+                )
+            })?;
         println!(
             "bench: round {round}: sensor   {:.3} s (ratio {:.3})",
             r.sensor_secs,

@@ -21,7 +21,12 @@ pub fn setup() -> Result<()> {
     ensure_llvm(llvm, &mut apt)?;
     ensure_bpf_linker(llvm)?;
     ensure_rust_src()?;
-    ensure_auditd(&mut apt)?;
+    // Only one bench's peer needs it: a failed install must not stop a build or the tests.
+    if let Err(e) = ensure_auditd(&mut apt) {
+        eprintln!(
+            "setup: warning: auditd not installed ({e:#}); only `bench capture --peer auditd` needs it"
+        );
+    }
     ensure_kernel_filesystems()?;
     Ok(())
 }
