@@ -118,18 +118,16 @@ fn trial(l: &Layout, form: Form, n: usize) -> (PathBuf, Outcome) {
             elf(&p);
             (p.clone(), Command::new(p))
         }
-        Form::Renamed => {
+        Form::Renamed | Form::Linked => {
+            // Written in a private directory, then moved or linked into the drop one.
             let staged = l.safe.join(&name);
             elf(&staged);
             let p = l.drop.join(&name);
-            std::fs::rename(&staged, &p).unwrap();
-            (p.clone(), Command::new(p))
-        }
-        Form::Linked => {
-            let staged = l.safe.join(&name);
-            elf(&staged);
-            let p = l.drop.join(&name);
-            std::fs::hard_link(&staged, &p).unwrap();
+            if form == Form::Renamed {
+                std::fs::rename(&staged, &p).unwrap();
+            } else {
+                std::fs::hard_link(&staged, &p).unwrap();
+            }
             (p.clone(), Command::new(p))
         }
         Form::Script => {

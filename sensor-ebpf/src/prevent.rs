@@ -16,6 +16,7 @@ use crate::{
     kernel::{
         files::{file_identity, file_name},
         globals::{blocking, drop_window_secs, in_blocking_scope, off},
+        paths::{Location, of_file, root_of},
         task::{read, read_ptr},
     },
     maps::WALL_CLOCK,
@@ -86,20 +87,19 @@ const MAX_DEPTH: u32 = 24;
 #[inline(always)]
 fn below_world_writable(task: usize, file: usize) -> bool {
     let o = off();
-    let (Ok(mut dentry), Ok(mut vfsmount)) = (
-        read_ptr(file, o.file_path + o.path_dentry),
-        read_ptr(file, o.file_path + o.path_mnt),
-    ) else {
+    let Ok(Location {
+        mut dentry,
+        mnt: mut vfsmount,
+    }) = of_file(file)
+    else {
         return false;
     };
     // A chrooted or containerised task: what lies above its root is not its directory.
-    let fs = read_ptr(task, o.task_fs).unwrap_or(0);
-    let root_dentry = read_ptr(fs, o.fs_root + o.path_dentry).unwrap_or(0);
-    let root_mnt = read_ptr(fs, o.fs_root + o.path_mnt).unwrap_or(0);
+    let root = root_of(task).unwrap_or(Location::NOWHERE);
     let mut i = 0;
     while i < MAX_DEPTH {
         i += 1;
-        if dentry == root_dentry && vfsmount == root_mnt {
+        if dentry == root.dentry && vfsmount == root.mnt {
             return false;
         }
         let Ok(mnt_root) = read_ptr(vfsmount, o.vfsmount_root) else {

@@ -22,8 +22,13 @@ const AT_FDCWD: i32 = -100;
 /// A `struct path`: a dentry and the mount it is seen through.
 #[derive(Clone, Copy)]
 pub struct Location {
-    mnt: usize,
-    dentry: usize,
+    pub mnt: usize,
+    pub dentry: usize,
+}
+
+impl Location {
+    /// Matches no real path: a walk bounded by it goes up to the top of the mount tree.
+    pub const NOWHERE: Location = Location { mnt: 0, dentry: 0 };
 }
 
 /// Where `file` (a `struct file *`) was opened.

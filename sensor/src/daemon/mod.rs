@@ -215,7 +215,7 @@ fn spawn_wall_clock(
                     continue;
                 }
                 last = Instant::now();
-                let offset = crate::kernel::probes::wall_clock_offset();
+                let offset = crate::enrich::wall_clock_offset();
                 if let Err(e) = map.set(0, offset, 0) {
                     log::warn!("wall-clock offset for the kernel: {e}");
                 }

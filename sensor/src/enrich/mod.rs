@@ -10,11 +10,7 @@ mod hashes;
 pub mod process_table;
 mod users;
 
-use std::{
-    collections::HashMap,
-    sync::atomic::Ordering,
-    time::{Instant, SystemTime},
-};
+use std::{collections::HashMap, sync::atomic::Ordering, time::Instant};
 
 use sensor_common::EventKind;
 
@@ -40,7 +36,7 @@ impl Enricher {
             users: UserNames::default(),
             containers: HashMap::new(),
             hashes,
-            boot_offset_ns: boot_offset_ns(),
+            boot_offset_ns: wall_clock_offset(),
         }
     }
 
@@ -159,19 +155,20 @@ impl Enricher {
     }
 }
 
-/// Nanoseconds to add to CLOCK_BOOTTIME to get Unix time.
-fn boot_offset_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+/// Nanoseconds to add to CLOCK_BOOTTIME (the kernel's event clock) to get Unix time:
+/// event timestamps here, and the kernel's own drop decision, which compares inode change
+/// times (wall clock) with its boot clock.
+pub(crate) fn wall_clock_offset() -> u64 {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: plain syscall on a local struct.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    let boot = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-    let wall = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    (wall.as_nanos() as u64).saturating_sub(boot)
+    now(libc::CLOCK_REALTIME).saturating_sub(now(libc::CLOCK_BOOTTIME))
 }
 
 /// The executable's path: the kernel's, from the image itself; execve's argument (made

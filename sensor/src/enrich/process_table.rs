@@ -56,6 +56,26 @@ pub struct ProcessEntry {
     pub exited: bool,
 }
 
+/// What `/proc` says of a process, for events raised outside the pipeline (real-time
+/// protection's), which have no table entry to enrich them from.
+impl From<ProcessEntry> for crate::proto::Process {
+    fn from(e: ProcessEntry) -> Self {
+        Self {
+            pid: e.pid,
+            ppid: e.ppid,
+            start_time: e.start_ns,
+            exe: e.exe,
+            args: e.args,
+            comm: e.comm,
+            uid: e.uid,
+            gid: e.gid,
+            euid: e.euid,
+            egid: e.egid,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TableStats {
     pub size: u64,

@@ -36,7 +36,7 @@ pub struct Probes {
     pub counters: KernelCounters,
     pub status: Vec<proto::ProgramStatus>,
     pub enabled: HashSet<EventKind>,
-    /// Wall-clock minus boot time, for the kernel's drop decision; see [`wall_clock_offset`].
+    /// Wall-clock minus boot time, for the kernel's drop decision; see [`crate::enrich::wall_clock_offset`].
     pub wall_clock: Array<MapData, u64>,
     /// Whether fileless and dropped images are denied at exec (BPF LSM) rather than killed.
     pub exec_denial: ExecDenial,
@@ -290,7 +290,7 @@ impl Probes {
             }
             let mut wall: Array<_, u64> =
                 Array::try_from(ebpf.map_mut("WALL_CLOCK").context("map WALL_CLOCK")?)?;
-            wall.set(0, wall_clock_offset(), 0)?;
+            wall.set(0, crate::enrich::wall_clock_offset(), 0)?;
         }
 
         let mut status = Vec::new();
@@ -348,21 +348,6 @@ impl Probes {
             ebpf,
         })
     }
-}
-
-/// Wall-clock minus boot-time nanoseconds, which the kernel adds to its boot clock to
-/// compare inode change times with now.
-pub fn wall_clock_offset() -> u64 {
-    let now = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: plain syscall on a local struct.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
-    now(libc::CLOCK_REALTIME).saturating_sub(now(libc::CLOCK_BOOTTIME))
 }
 
 /// Loading parses the kernel's BTF twice (our offsets, aya's relocations): some 15 MB
