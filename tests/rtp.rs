@@ -53,6 +53,12 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
+/// Clean files of a size the EICAR test file can have (68 to 128 bytes): their content
+/// must be read, so they reach a real scan. Shorter ones are settled by their size alone.
+const CLEAN: &[u8] = b"a clean text file, of a length the EICAR test file could have as well\n";
+const FIRST_VERSION: &[u8] =
+    b"first version of a clean file, of a length the EICAR test file could have\n";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn eicar_is_denied_and_quarantined_in_blocking_mode() {
     let m = Tmpfs::mount("rtp-block").unwrap();
@@ -270,7 +276,7 @@ async fn restore_gives_back_exact_bytes_owner_mode_and_times() {
 fn killed_daemon_releases_a_waiting_opener() {
     let m = Tmpfs::mount("rtp-kill").unwrap();
     let f = m.path().join("slow.txt");
-    std::fs::write(&f, b"clean\n").unwrap();
+    std::fs::write(&f, CLEAN).unwrap();
     // Scans take 60 s and the deadline is longer: only the daemon's death can free the
     // opener.
     let mut d = daemon(
@@ -314,14 +320,14 @@ fn killed_daemon_releases_a_waiting_opener() {
 fn deadline_allows_an_open_the_scan_cannot_answer_in_time() {
     let m = Tmpfs::mount("rtp-deadline").unwrap();
     let f = m.path().join("slow.txt");
-    std::fs::write(&f, b"clean\n").unwrap();
+    std::fs::write(&f, CLEAN).unwrap();
     let d = daemon(
         "blocking",
         &m,
         &["--debug-scan-delay-ms", "5000", "--scan-deadline-ms", "300"],
     );
     let t = Instant::now();
-    assert_eq!(std::fs::read(&f).unwrap(), b"clean\n");
+    assert_eq!(std::fs::read(&f).unwrap(), CLEAN);
     let took = t.elapsed();
     assert!(
         took >= Duration::from_millis(250),
@@ -335,13 +341,36 @@ fn deadline_allows_an_open_the_scan_cannot_answer_in_time() {
 }
 
 #[test]
+fn sizes_no_signature_can_have_are_settled_without_reading() {
+    let m = Tmpfs::mount("rtp-sizes").unwrap();
+    let (short, long, fits) = (
+        m.path().join("short.txt"),
+        m.path().join("long.txt"),
+        m.path().join("fits.txt"),
+    );
+    std::fs::write(&short, b"clean\n").unwrap();
+    std::fs::write(&long, vec![b'a'; 4096]).unwrap();
+    std::fs::write(&fits, CLEAN).unwrap();
+    // The built-in definitions only: EICAR, 68 to 128 bytes; no hashes, no rules.
+    let d = daemon("blocking", &m, &[]);
+    let base = rtp(&d);
+    std::fs::read(&short).unwrap();
+    std::fs::read(&long).unwrap();
+    let sized = rtp(&d);
+    assert_eq!(sized.scanned, base.scanned, "a file was read for nothing");
+    assert_eq!(sized.unmatchable, base.unmatchable + 2);
+    std::fs::read(&fits).unwrap();
+    assert_eq!(rtp(&d).scanned, base.scanned + 1);
+}
+
+#[test]
 fn unchanged_file_is_scanned_once_and_a_changed_one_again() {
     let m = Tmpfs::mount("rtp-cache").unwrap();
     let f = m.path().join("doc.txt");
-    std::fs::write(&f, b"first version\n").unwrap();
+    std::fs::write(&f, FIRST_VERSION).unwrap();
     let d = daemon("blocking", &m, &[]);
     let base = rtp(&d);
-    assert_eq!(std::fs::read(&f).unwrap(), b"first version\n");
+    assert_eq!(std::fs::read(&f).unwrap(), FIRST_VERSION);
     let one = rtp(&d);
     assert_eq!(one.scanned, base.scanned + 1);
     for _ in 0..5 {
