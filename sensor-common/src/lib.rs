@@ -313,7 +313,8 @@ pub const PATH_TRUNCATED: u32 = 1 << 29;
 /// mount, a file outside a chroot): only its own name is meaningful.
 pub const PATH_UNREACHABLE: u32 = 1 << 28;
 
-/// File operations decoded from syscall exits.
+/// File operations decoded from syscall exits. Sent trimmed to
+/// [`FileEvent::used_len`]: the bytes of the path buffers past it are not sent.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileEvent {
@@ -340,6 +341,28 @@ pub struct FileEvent {
     pub path: [u8; PATH_BUF],
     /// Second path, the same way: rename/link destination, symlink location.
     pub path2: [u8; PATH_BUF],
+}
+
+impl FileEvent {
+    /// What every file record holds: everything before its path buffers.
+    pub const FIXED_LEN: usize = core::mem::offset_of!(FileEvent, path);
+
+    /// The bytes of a record with these path words that carry anything: up to the last
+    /// byte its paths use. The kernel sends only these (most file records use a short
+    /// path and no second one: a tenth of the layout's size or less), so a storm of them
+    /// fills the ring buffer that much later.
+    #[inline(always)]
+    pub fn used_len(path_len: u32, path2_len: u32) -> usize {
+        let bytes = |word: u32| {
+            let n = (word & PATH_BYTES) as usize;
+            if n > PATH_BUF { PATH_BUF } else { n }
+        };
+        if bytes(path2_len) > 0 {
+            core::mem::offset_of!(FileEvent, path2) + bytes(path2_len)
+        } else {
+            Self::FIXED_LEN + bytes(path_len)
+        }
+    }
 }
 
 /// `SockInfo.family` values the sensor decodes (`AF_INET`, `AF_INET6`).

@@ -21,11 +21,11 @@ use crate::{
         files::{dentry_name, fd_file, file_dentry, file_ino},
         globals::off,
         paths::{chain, named, of_file, root_of},
-        ring::{reserve, send},
+        ring::send_prefix,
         task::{current_task, read},
         user::read_user,
     },
-    maps::SENSITIVE_NAMES,
+    maps::{FILE_SCRATCH, SENSITIVE_NAMES},
     syscall::{self, exit_ret, syscall_nr},
 };
 
@@ -184,10 +184,9 @@ fn explicit_times(times: u64) -> bool {
 
 fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     let f = fields(call, ret);
-    let Some(mut entry) = reserve::<FileEvent>(kind) else {
+    let Some(e) = FILE_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
     };
-    let e = entry.as_mut_ptr();
     let task = current_task();
     let file = if f.fd >= 0 {
         fd_file(task, f.fd as i64)
@@ -204,7 +203,14 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
         }
         named(&raw mut (*e).path2, &raw mut (*e).path2_len, f.path2, task, f.dirfd2);
     }
-    send(entry, task, kind)
+    send_trimmed(e, task, kind)
+}
+
+/// Sends the bytes of a file record built in `FILE_SCRATCH` that its paths use.
+#[inline(always)]
+fn send_trimmed(e: *mut FileEvent, task: usize, kind: EventKind) -> Result<(), i64> {
+    let len = unsafe { FileEvent::used_len((*e).path_len, (*e).path2_len) };
+    send_prefix(e, len, task, kind)
 }
 
 /// The chain of an open file, up to the task's root.
@@ -253,10 +259,9 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), i64> {
     if dentry_name(dentry, &mut key).is_err() || unsafe { SENSITIVE_NAMES.get(key) }.is_none() {
         return Ok(());
     }
-    let Some(mut entry) = reserve::<FileEvent>(kind) else {
+    let Some(e) = FILE_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
     };
-    let e = entry.as_mut_ptr();
     let f = Fields {
         fd: ret as i32,
         ..Fields::NONE
@@ -266,5 +271,5 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), i64> {
         file_chain(&raw mut (*e).path, &raw mut (*e).path_len, file, task);
         (*e).path2_len = 0;
     }
-    send(entry, task, kind)
+    send_trimmed(e, task, kind)
 }

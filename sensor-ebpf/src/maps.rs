@@ -4,12 +4,19 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use sensor_common::{KIND_SLOTS, PendingCall, SENSITIVE_NAME_LEN};
+use sensor_common::{FileEvent, KIND_SLOTS, PendingCall, SENSITIVE_NAME_LEN};
 
 /// Every record of every kind, in the order the kernel produced them: one buffer keeps a
 /// process's exec ahead of its file and network activity. Userspace may resize it.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Where a file record is built before the bytes it uses are copied to `EVENTS`: its
+/// size depends on its paths, known only once they are walked. Syscall tracepoint
+/// programs run with preemption disabled and do not nest on a CPU, so one slot per CPU
+/// is never shared by two records at once.
+#[map]
+pub static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
 
 /// Records that did not fit in `EVENTS`, per kind: loss is counted, never silent.
 #[map]

@@ -63,6 +63,34 @@ pub fn send<T: Record>(
     r
 }
 
+/// Fills the header of a record built outside the ring buffer and sends its first `len`
+/// bytes (at least the header, at most the layout), counting it as lost when it does not
+/// fit; as with [`send`], a header read that failed is returned for counting.
+#[inline(always)]
+pub fn send_prefix<T: Record>(
+    record: *mut T,
+    len: usize,
+    task: usize,
+    kind: EventKind,
+) -> Result<(), i64> {
+    let len = if len > size_of::<T>() {
+        size_of::<T>()
+    } else if len < size_of::<EventHeader>() {
+        size_of::<EventHeader>()
+    } else {
+        len
+    };
+    // SAFETY: `record` points to a `T`.
+    let header = unsafe { T::header_ptr(record) };
+    let r = fill_header(header, task, kind, len);
+    // SAFETY: `len` is within the `T` at `record`.
+    let bytes = unsafe { core::slice::from_raw_parts(record as *const u8, len) };
+    if EVENTS.output::<[u8]>(bytes, wakeup()).is_err() {
+        count_lost(kind);
+    }
+    r
+}
+
 /// Fills the common header from `task` (which need not be the current task: a fork
 /// reports the child). Returns `Err` if any read failed; the fields read so far stay.
 #[inline(always)]

@@ -3,12 +3,21 @@
 use sensor_common::{EventKind, FileEvent, syscalls};
 
 use super::paths::{self, KernelPath};
-use super::{DecodeError, read_record};
+use super::{DecodeError, read_prefix};
 use crate::proto;
 
 /// Fills `event.file`; returns how many of its paths a kernel bound cut short.
 pub fn decode(bytes: &[u8], event: &mut proto::Event) -> Result<u32, DecodeError> {
-    let e: FileEvent = read_record(bytes)?;
+    let e: FileEvent = read_prefix(bytes, FileEvent::FIXED_LEN)?;
+    let used = FileEvent::used_len(e.path_len, e.path2_len);
+    if bytes.len() < used {
+        // Its path words claim bytes the record does not have.
+        return Err(DecodeError::Truncated {
+            kind: e.header.kind,
+            len: bytes.len(),
+            need: used,
+        });
+    }
     let mut path = KernelPath::decode(&e.path, e.path_len);
     let new_path = (e.path2_len != 0).then(|| KernelPath::decode(&e.path2, e.path2_len));
     if matches!(e.syscall as u64, syscalls::SYMLINK | syscalls::SYMLINKAT)

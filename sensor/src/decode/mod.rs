@@ -96,6 +96,27 @@ pub(crate) fn read_record<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
     copy_out(bytes, kind)
 }
 
+/// Copies out a record sent trimmed (at least `min` bytes, at most the layout): the bytes
+/// not sent read as zeros.
+pub(crate) fn read_prefix<T: Record>(bytes: &[u8], min: usize) -> Result<T, DecodeError> {
+    let kind = read_header(bytes)?.kind;
+    let need = size_of::<T>();
+    if bytes.len() < min || bytes.len() > need {
+        return Err(DecodeError::Truncated {
+            kind,
+            len: bytes.len(),
+            need: if bytes.len() < min { min } else { need },
+        });
+    }
+    let mut out = std::mem::MaybeUninit::<T>::zeroed();
+    // SAFETY: at most size_of::<T>() bytes go into it; the layouts are plain old data, so
+    // zeros and any bytes are valid.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes.len());
+        Ok(out.assume_init())
+    }
+}
+
 /// The header every record starts with.
 fn read_header(bytes: &[u8]) -> Result<EventHeader, DecodeError> {
     copy_out(bytes, 0)
@@ -297,6 +318,52 @@ mod tests {
         assert!(x.path_resolved && !x.deleted);
         assert_eq!(x.cwd, "/tmp/x");
         assert_eq!(x.filename, "/tmp/x/a.out", "made absolute against the cwd");
+    }
+
+    /// A file record as the kernel sends it: trimmed to the bytes its paths use.
+    fn file_record(path: &[&str], path2: &[&str]) -> Vec<u8> {
+        // SAFETY: plain old data; zeros are valid.
+        let mut e: sensor_common::FileEvent = unsafe { std::mem::zeroed() };
+        e.header.kind = EventKind::FileRename as u32;
+        e.syscall = sensor_common::syscalls::RENAME as u32;
+        (e.path, e.path_len) = chain(path);
+        if !path2.is_empty() {
+            (e.path2, e.path2_len) = chain(path2);
+        }
+        let len = sensor_common::FileEvent::used_len(e.path_len, e.path2_len);
+        e.header.size = len as u32;
+        bytes_of(&e)[..len].to_vec()
+    }
+
+    #[test]
+    fn file_records_come_trimmed_to_their_paths() {
+        let one = file_record(&["a", "tmp"], &[]);
+        assert!(one.len() < sensor_common::FileEvent::FIXED_LEN + 16);
+        let f = decode(&one).unwrap().event.file.unwrap();
+        assert_eq!((f.path.as_str(), f.new_path.as_str()), ("/tmp/a", ""));
+        let two = file_record(&["a", "tmp"], &["b", "tmp"]);
+        let f = decode(&two).unwrap().event.file.unwrap();
+        assert_eq!((f.path.as_str(), f.new_path.as_str()), ("/tmp/a", "/tmp/b"));
+
+        // Path words that claim bytes the record does not carry: an error, not a read of
+        // zeros. Shorter than the fixed part, or longer than the layout: errors too.
+        let sized = |mut r: Vec<u8>, len: usize| {
+            r.resize(len, 0);
+            let size = std::mem::offset_of!(EventHeader, size);
+            r[size..size + 4].copy_from_slice(&(len as u32).to_le_bytes());
+            decode(&r)
+        };
+        let fixed = sensor_common::FileEvent::FIXED_LEN;
+        for (record, len) in [
+            (two.clone(), two.len() - 2),
+            (one, fixed - 1),
+            (two, size_of::<sensor_common::FileEvent>() + 8),
+        ] {
+            assert!(matches!(
+                sized(record, len),
+                Err(DecodeError::Truncated { .. })
+            ));
+        }
     }
 
     #[test]
