@@ -314,7 +314,7 @@ pub const PATH_TRUNCATED: u32 = 1 << 29;
 pub const PATH_UNREACHABLE: u32 = 1 << 28;
 
 /// File operations decoded from syscall exits. Sent trimmed to
-/// [`FileEvent::used_len`]: the bytes of the path buffers past it are not sent.
+/// [`FileEvent::used_len`]: the path bytes past it are not sent.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileEvent {
@@ -332,36 +332,42 @@ pub struct FileEvent {
     pub fd: i32,
     pub dirfd: i32,
     pub dirfd2: i32,
-    /// [`PATH_BUF`] words of `path` and `path2`.
+    /// Path words ([`PATH_BUF`]) of the two paths in `paths`.
     pub path_len: u32,
     pub path2_len: u32,
     pub ino: u64,
-    /// The file ([`PATH_BUF`]): the opened or named file, or the caller's name and the
-    /// chain of the directory it is relative to.
-    pub path: [u8; PATH_BUF],
-    /// Second path, the same way: rename/link destination, symlink location.
-    pub path2: [u8; PATH_BUF],
+    /// Two paths, each laid out as [`PATH_BUF`] describes, the second right after the
+    /// bytes of the first ([`FileEvent::second_at`]): first the file (the opened or
+    /// named file, or the caller's name and the chain of the directory it is relative
+    /// to), then, the same way, the rename or link destination or the symlink location.
+    /// A path uses at most [`PATH_LEN`] bytes and writes within [`PATH_BUF`], so both fit.
+    pub paths: [u8; 2 * PATH_BUF],
 }
 
 impl FileEvent {
-    /// What every file record holds: everything before its path buffers.
-    pub const FIXED_LEN: usize = core::mem::offset_of!(FileEvent, path);
+    /// What every file record holds: everything before its paths.
+    pub const FIXED_LEN: usize = core::mem::offset_of!(FileEvent, paths);
+
+    /// Bytes a path word says its path uses, within the [`PATH_LEN`] bound.
+    #[inline(always)]
+    fn bytes(word: u32) -> usize {
+        let n = (word & PATH_BYTES) as usize;
+        if n > PATH_LEN { PATH_LEN } else { n }
+    }
+
+    /// Where in `paths` the second path starts, given the first's word.
+    #[inline(always)]
+    pub fn second_at(path_len: u32) -> usize {
+        Self::bytes(path_len)
+    }
 
     /// The bytes of a record with these path words that carry anything: up to the last
-    /// byte its paths use. The kernel sends only these (most file records use a short
-    /// path and no second one: a tenth of the layout's size or less), so a storm of them
-    /// fills the ring buffer that much later.
+    /// byte its paths use. The kernel sends only these (a file record with a short path
+    /// takes a few hundred bytes of the ring buffer instead of the layout's size), so a
+    /// storm fills the ring buffer that much later.
     #[inline(always)]
     pub fn used_len(path_len: u32, path2_len: u32) -> usize {
-        let bytes = |word: u32| {
-            let n = (word & PATH_BYTES) as usize;
-            if n > PATH_BUF { PATH_BUF } else { n }
-        };
-        if bytes(path2_len) > 0 {
-            core::mem::offset_of!(FileEvent, path2) + bytes(path2_len)
-        } else {
-            Self::FIXED_LEN + bytes(path_len)
-        }
+        Self::FIXED_LEN + Self::second_at(path_len) + Self::bytes(path2_len)
     }
 }
 

@@ -197,13 +197,27 @@ fn emit(kind: EventKind, call: &PendingCall, ret: i64) -> Result<(), i64> {
     unsafe {
         if file != 0 {
             // The open or fd-only call's own file: its chain, whatever name it was given.
-            file_chain(&raw mut (*e).path, &raw mut (*e).path_len, file, task);
+            file_chain(first(e), &raw mut (*e).path_len, file, task);
         } else {
-            named(&raw mut (*e).path, &raw mut (*e).path_len, f.path, task, f.dirfd);
+            named(first(e), &raw mut (*e).path_len, f.path, task, f.dirfd);
         }
-        named(&raw mut (*e).path2, &raw mut (*e).path2_len, f.path2, task, f.dirfd2);
+        named(second(e), &raw mut (*e).path2_len, f.path2, task, f.dirfd2);
     }
     send_trimmed(e, task, kind)
+}
+
+/// The first path's buffer in a record's `paths`.
+#[inline(always)]
+fn first(e: *mut FileEvent) -> *mut [u8; PATH_BUF] {
+    unsafe { (&raw mut (*e).paths).cast() }
+}
+
+/// The second path's buffer: right after the first path's bytes, which are at most
+/// `PATH_LEN`, so its `PATH_BUF` stays inside `paths`.
+#[inline(always)]
+fn second(e: *mut FileEvent) -> *mut [u8; PATH_BUF] {
+    let at = FileEvent::second_at(unsafe { (*e).path_len });
+    unsafe { (&raw mut (*e).paths).cast::<u8>().add(at).cast() }
 }
 
 /// Sends the bytes of a file record built in `FILE_SCRATCH` that its paths use.
@@ -268,7 +282,7 @@ fn sensitive_read(ctx: &TracePointContext) -> Result<(), i64> {
     };
     fill(e, nr, ret, &f, file_ino(file));
     unsafe {
-        file_chain(&raw mut (*e).path, &raw mut (*e).path_len, file, task);
+        file_chain(first(e), &raw mut (*e).path_len, file, task);
         (*e).path2_len = 0;
     }
     send_trimmed(e, task, kind)

@@ -326,9 +326,14 @@ mod tests {
         let mut e: sensor_common::FileEvent = unsafe { std::mem::zeroed() };
         e.header.kind = EventKind::FileRename as u32;
         e.syscall = sensor_common::syscalls::RENAME as u32;
-        (e.path, e.path_len) = chain(path);
+        let (first, word) = chain(path);
+        e.paths[..PATH_BUF].copy_from_slice(&first);
+        e.path_len = word;
         if !path2.is_empty() {
-            (e.path2, e.path2_len) = chain(path2);
+            let (second, word) = chain(path2);
+            let at = sensor_common::FileEvent::second_at(e.path_len);
+            e.paths[at..at + PATH_BUF].copy_from_slice(&second);
+            e.path2_len = word;
         }
         let len = sensor_common::FileEvent::used_len(e.path_len, e.path2_len);
         e.header.size = len as u32;
