@@ -127,6 +127,41 @@ fn cli_health_json_has_counters_per_kind() {
 }
 
 #[test]
+fn cli_health_field_prints_one_value() {
+    let field = |args: &[&str]| {
+        Command::new(sensor_bin())
+            .args(["health", "--field"])
+            .args(args)
+            .arg("--socket")
+            .arg(shared_daemon())
+            .output()
+            .unwrap()
+    };
+    let out = field(&["mode"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "passive\n");
+    let out = field(&["events.lost.file_create"]);
+    let lost = String::from_utf8_lossy(&out.stdout);
+    assert!(lost.trim().parse::<u64>().is_ok(), "{lost:?}");
+    let out = field(&["real_time_protection", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["marks"].is_array(), "{v}");
+
+    let out = field(&["no_such_field"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no health field \"no_such_field\"") && err.contains("mode"),
+        "{err}"
+    );
+}
+
+#[test]
 fn cli_reports_a_missing_daemon_clearly() {
     let out = Command::new(sensor_bin())
         .args(["health", "--socket", "/nonexistent/sensor.sock"])

@@ -66,6 +66,10 @@ pub struct DetectionsListArgs {
 pub struct HealthArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
+    /// Print one value: a key of `--output json`, nested keys joined by dots (e.g. `mode`,
+    /// `real_time_protection.enabled`, `events.lost.file_create`).
+    #[arg(long, value_name = "NAME")]
+    pub field: Option<String>,
     #[arg(long, default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
 }
@@ -136,6 +140,14 @@ pub(crate) async fn daemon_health(socket: &Path) -> Result<proto::Health> {
 
 pub async fn health(args: HealthArgs) -> Result<()> {
     let h = daemon_health(&args.socket).await?;
+    if let Some(name) = &args.field {
+        let v = health_field(&health_json(&h), name)?;
+        return match (args.output, v) {
+            (Output::Text, Value::String(s)) => output::text_line(&s),
+            (Output::Text, v) => output::text_line(&v.to_string()),
+            (Output::Json, v) => output::json_pretty(&v),
+        };
+    }
     match args.output {
         Output::Json => output::json_pretty(&health_json(&h)),
         Output::Text => {
@@ -223,6 +235,30 @@ pub fn health_json(h: &proto::Health) -> Value {
 }
 
 /// Health for people, one entry per line (escaped when printed).
+/// The value at `name` (keys joined by dots) in the JSON health, or an error that lists
+/// the keys there are at the level where the name stopped matching.
+fn health_field(health: &Value, name: &str) -> Result<Value> {
+    let mut at = health;
+    let mut path = Vec::new();
+    for key in name.split('.') {
+        let Some(next) = at.get(key) else {
+            let known = at
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            let place = if path.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", path.join("."))
+            };
+            bail!("no health field {name:?}: no {key:?}{place} (there: {known})");
+        };
+        path.push(key);
+        at = next;
+    }
+    Ok(at.clone())
+}
+
 fn health_text(h: &proto::Health) -> Vec<String> {
     let mut s = Vec::new();
     let attached = h.programs.iter().filter(|p| p.attached).count();
@@ -323,6 +359,17 @@ fn every_field<T: serde::Serialize>(message: &T, shown_already: &[&str]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_fields_by_dotted_name() {
+        let h = json!({"mode": "passive", "events": {"lost": {"file_create": 3}}});
+        assert_eq!(health_field(&h, "mode").unwrap(), "passive");
+        assert_eq!(health_field(&h, "events.lost.file_create").unwrap(), 3);
+        let e = health_field(&h, "events.lostt").unwrap_err().to_string();
+        assert!(e.contains("no \"lostt\" in events (there: lost)"), "{e}");
+        let e = health_field(&h, "mode.x").unwrap_err().to_string();
+        assert!(e.contains("no \"x\" in mode"), "{e}");
+    }
 
     #[test]
     fn health_text_shows_every_real_time_protection_counter() {
