@@ -234,7 +234,6 @@ pub fn health_json(h: &proto::Health) -> Value {
     })
 }
 
-/// Health for people, one entry per line (escaped when printed).
 /// The value at `name` (keys joined by dots) in the JSON health, or an error that lists
 /// the keys there are at the level where the name stopped matching.
 fn health_field(health: &Value, name: &str) -> Result<Value> {
@@ -259,6 +258,7 @@ fn health_field(health: &Value, name: &str) -> Result<Value> {
     Ok(at.clone())
 }
 
+/// Health for people, one entry per line (escaped when printed).
 fn health_text(h: &proto::Health) -> Vec<String> {
     let mut s = Vec::new();
     let attached = h.programs.iter().filter(|p| p.attached).count();
