@@ -1,6 +1,6 @@
 //! Decoder for `sensor-ebpf/src/file.rs`.
 
-use sensor_common::{EventKind, FileEvent, PATH_BUF, syscalls};
+use sensor_common::{EventKind, FileEvent, syscalls};
 
 use super::paths::{self, KernelPath};
 use super::{DecodeError, read_prefix};
@@ -18,8 +18,9 @@ pub fn decode(bytes: &[u8], event: &mut proto::Event) -> Result<u32, DecodeError
             need: used,
         });
     }
-    let mut path = KernelPath::decode(&e.paths[..PATH_BUF], e.path_len);
-    let second = &e.paths[FileEvent::second_at(e.path_len)..];
+    // The first path is exactly the bytes before the second one starts.
+    let (first, second) = e.paths.split_at(FileEvent::second_at(e.path_len));
+    let mut path = KernelPath::decode(first, e.path_len);
     let new_path = (e.path2_len != 0).then(|| KernelPath::decode(second, e.path2_len));
     if matches!(e.syscall as u64, syscalls::SYMLINK | syscalls::SYMLINKAT)
         && let (Some(target), Some(link)) = (&path.given, &new_path)
