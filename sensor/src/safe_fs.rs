@@ -114,9 +114,8 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_plain_file_and_what_is_too_big() {
-        let dir = std::env::temp_dir().join(format!("sensor-safe-fs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = sensor_testkit::TempDir::new("safe-fs");
+        let dir = tmp.path();
         let plain = dir.join("plain");
         std::fs::write(&plain, b"0123456789").unwrap();
         assert_eq!(read_bounded(&plain, 10).unwrap(), b"0123456789");
@@ -139,6 +138,5 @@ mod tests {
             read_bounded(Path::new("/dev/zero"), 100).unwrap_err()
         );
         assert!(e.contains("device"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
