@@ -14,7 +14,7 @@ pub const SHELL_PID: u32 = 1000;
 /// under init. Its start time derives from its pid, so distinct pids are distinct
 /// processes.
 pub fn process(pid: u32, exe: &str, args: &[&str]) -> proto::Process {
-    proto::Process {
+    proto::ProcessData {
         pid,
         ppid: SHELL_PID,
         start_time: pid as u64 * 10_000_000,
@@ -29,12 +29,13 @@ pub fn process(pid: u32, exe: &str, args: &[&str]) -> proto::Process {
         ],
         ..Default::default()
     }
+    .into()
 }
 
 /// A command of an unprivileged service account (www-data, pid 4242) run from its shell
 /// (pid 4241): what a web shell's commands look like.
 pub fn service_process(exe: &str, args: &[&str]) -> proto::Process {
-    proto::Process {
+    proto::ProcessData {
         pid: 4242,
         ppid: 4241,
         start_time: 4242 * 10_000_000,
@@ -50,6 +51,7 @@ pub fn service_process(exe: &str, args: &[&str]) -> proto::Process {
         ],
         ..Default::default()
     }
+    .into()
 }
 
 /// `pid` running `exe` with `args`, started by `parent`: its ancestry is the parent's,
@@ -57,7 +59,7 @@ pub fn service_process(exe: &str, args: &[&str]) -> proto::Process {
 pub fn child(parent: &proto::Process, pid: u32, exe: &str, args: &[&str]) -> proto::Process {
     let mut ancestors = vec![ancestor(parent.pid, parent.start_time, &parent.exe)];
     ancestors.extend(parent.ancestors.iter().cloned());
-    proto::Process {
+    proto::ProcessData {
         pid,
         ppid: parent.pid,
         start_time: pid as u64 * 10_000_000,
@@ -70,6 +72,7 @@ pub fn child(parent: &proto::Process, pid: u32, exe: &str, args: &[&str]) -> pro
         ancestors,
         ..Default::default()
     }
+    .into()
 }
 
 fn ancestor(pid: u32, start_time: u64, exe: &str) -> proto::Ancestor {

@@ -320,10 +320,13 @@ mod tests {
             store.push(Arc::new(proto::Event {
                 seq,
                 kind: "detection".into(),
-                process: Some(proto::Process {
-                    args: vec!["A".repeat(2000)],
-                    ..Default::default()
-                }),
+                process: Some(
+                    proto::ProcessData {
+                        args: vec!["A".repeat(2000)],
+                        ..Default::default()
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             }));
         }

@@ -503,10 +503,13 @@ mod tests {
         let read = |kind: &str| proto::Event {
             kind: kind.into(),
             seq: 7,
-            process: Some(proto::Process {
-                exe: "/usr/bin/cat".into(),
-                ..Default::default()
-            }),
+            process: Some(
+                proto::ProcessData {
+                    exe: "/usr/bin/cat".into(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
             file: Some(proto::FileInfo {
                 path: "/etc/shadow".into(),
                 ..Default::default()
@@ -574,10 +577,11 @@ mod tests {
         let cfg = cfg.unwrap();
         assert_eq!(cfg.disabled, vec!["SNS-0004"]);
         assert!(suppressed(&cfg, "SNS-0004", None));
-        let p = proto::Process {
+        let p = proto::ProcessData {
             exe: "/x".into(),
             ..Default::default()
-        };
+        }
+        .into();
         assert!(suppressed(&cfg, "SNS-0005", Some(&p)));
         assert!(!suppressed(&cfg, "SNS-0006", Some(&p)));
         // An unknown id is refused whatever its case; one id twice (by case) too.

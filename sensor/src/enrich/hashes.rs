@@ -67,6 +67,10 @@ impl HashCache {
         self.done.lock().unwrap().get(id).cloned()
     }
 
+    pub fn contains(&self, id: &FileIdentity) -> bool {
+        self.done.lock().unwrap().contains_key(id)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.done.lock().unwrap().len()
     }

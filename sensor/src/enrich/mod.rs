@@ -16,7 +16,7 @@ use sensor_common::EventKind;
 
 pub use hashes::HashCache;
 use hashes::file_identity;
-use process_table::{ProcessKey, ProcessTable};
+use process_table::{ProcessKey, ProcessTable, View};
 use users::UserNames;
 
 use crate::{decode::Decoded, proto};
@@ -100,8 +100,61 @@ impl Enricher {
         Some(self.process_info(&key, &h))
     }
 
+    /// The event's process. The events of a process share one view while nothing in it
+    /// changed: the same thread, command, credentials and cgroup in the header, the same
+    /// image (and a hash, once known), the same ancestry and user names. Anything else
+    /// builds a new view, which the following events then share.
     fn process_info(&mut self, key: &ProcessKey, h: &crate::decode::Header) -> proto::Process {
-        let mut p = proto::Process {
+        let users = self.users.refresh();
+        if let Some(p) = self.current_view(key, h, users) {
+            return p;
+        }
+        let p = proto::Process::from(self.build_process(key, h));
+        if let Some(e) = self.table.get(key) {
+            let view = View {
+                process: p.clone(),
+                generation: e.generation,
+                chain: self
+                    .table
+                    .ancestors(key)
+                    .iter()
+                    .map(|(k, a)| (*k, a.generation))
+                    .collect(),
+                users,
+            };
+            self.table.set_view(key, view);
+        }
+        p
+    }
+
+    fn current_view(
+        &self,
+        key: &ProcessKey,
+        h: &crate::decode::Header,
+        users: u64,
+    ) -> Option<proto::Process> {
+        let e = self.table.get(key)?;
+        let v = e.view.as_ref()?;
+        let p = &v.process;
+        let same_header = p.pid == h.tgid
+            && p.tid == h.tid
+            && p.ppid == h.ppid
+            && p.start_time == h.start_ns
+            && (p.uid, p.gid, p.euid, p.egid) == (h.uid, h.gid, h.euid, h.egid)
+            && p.cgroup_id == h.cgroup_id
+            && p.comm == h.comm;
+        let hash_arrived =
+            p.exe_sha256.is_empty() && e.exe_identity.is_some_and(|id| self.hashes.contains(&id));
+        let current = same_header
+            && v.generation == e.generation
+            && v.users == users
+            && !hash_arrived
+            && self.table.same_ancestry(key, &v.chain);
+        current.then(|| p.clone())
+    }
+
+    fn build_process(&mut self, key: &ProcessKey, h: &crate::decode::Header) -> proto::ProcessData {
+        let mut p = proto::ProcessData {
             pid: h.tgid,
             tid: h.tid,
             ppid: h.ppid,
@@ -200,6 +253,102 @@ pub fn container_id_from_cgroup(cgroup: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::time::Duration;
+
+    use crate::decode::Header;
+
+    /// Pids far above any this machine runs, so `/proc` knows none of them.
+    const PARENT: u32 = 4_000_001;
+    const CHILD: u32 = 4_000_002;
+
+    fn enricher() -> Enricher {
+        let table = ProcessTable::new(1024, 1024, Duration::from_secs(60));
+        Enricher::new(table, HashCache::start())
+    }
+
+    fn header(kind: EventKind, tgid: u32, start_ns: u64, ppid: u32) -> Header {
+        Header {
+            kind: Some(kind),
+            tgid,
+            tid: tgid,
+            start_ns,
+            ppid,
+            parent_start_ns: if ppid == CHILD { 0 } else { 1_000_000_000 },
+            comm: "t".into(),
+            ..Default::default()
+        }
+    }
+
+    fn record(header: Header) -> Decoded {
+        Decoded {
+            header,
+            event: proto::Event::default(),
+            args: Vec::new(),
+            paths_truncated: 0,
+        }
+    }
+
+    fn exec(header: Header, exe: &str) -> Decoded {
+        let mut d = record(header);
+        d.event.exec = Some(proto::ExecInfo {
+            filename: exe.into(),
+            path: exe.into(),
+            ..Default::default()
+        });
+        d.args = vec![exe.into(), "-x".into()];
+        d
+    }
+
+    /// The process of the next event of `header`'s process.
+    fn process(en: &mut Enricher, header: Header) -> proto::Process {
+        en.enrich(record(header)).process.unwrap()
+    }
+
+    #[test]
+    fn events_of_a_process_share_its_view_until_something_in_it_changes() {
+        let mut en = enricher();
+        let parent = |kind| header(kind, PARENT, 1_000_000_000, 1);
+        let child = |kind| header(kind, CHILD, 2_000_000_000, PARENT);
+        en.enrich(exec(parent(EventKind::ProcessExec), "/nonexistent/sh"));
+        en.enrich(record(child(EventKind::ProcessFork)));
+        en.enrich(exec(child(EventKind::ProcessExec), "/nonexistent/child"));
+
+        let first = process(&mut en, child(EventKind::FileCreate));
+        let second = process(&mut en, child(EventKind::FileUnlink));
+        assert!(second.shares(&first), "nothing changed: one copy");
+        assert_eq!(first.exe, "/nonexistent/child");
+        assert_eq!(first.args, ["/nonexistent/child", "-x"]);
+        assert_eq!(first.parent_exe, "/nonexistent/sh");
+        assert_eq!(first.ancestors[0].pid, PARENT);
+
+        // The parent runs a new image: the child's ancestry shows it from its next event.
+        en.enrich(exec(parent(EventKind::ProcessExec), "/nonexistent/other"));
+        let third = process(&mut en, child(EventKind::FileCreate));
+        assert!(!third.shares(&second));
+        assert_eq!(third.parent_exe, "/nonexistent/other");
+        assert_eq!(third.ancestors[0].exe, "/nonexistent/other");
+        assert_eq!(
+            second.parent_exe, "/nonexistent/sh",
+            "earlier events keep theirs"
+        );
+
+        // Credentials, thread and command come from each event's header.
+        let mut h = child(EventKind::FileCreate);
+        h.euid = 1000;
+        let fourth = process(&mut en, h.clone());
+        assert_eq!(fourth.euid, 1000);
+        h.tid = CHILD + 1;
+        h.comm = "renamed".into();
+        let fifth = process(&mut en, h.clone());
+        assert_eq!((fifth.tid, fifth.comm.as_str()), (CHILD + 1, "renamed"));
+        assert!(process(&mut en, h).shares(&fifth));
+
+        // The child's own exec replaces its image in the view.
+        en.enrich(exec(child(EventKind::ProcessExec), "/nonexistent/next"));
+        let sixth = process(&mut en, child(EventKind::FileCreate));
+        assert_eq!(sixth.exe, "/nonexistent/next");
+    }
 
     #[test]
     fn container_ids_from_common_runtimes() {

@@ -54,13 +54,31 @@ pub struct ProcessEntry {
     /// Identity of the executable for the hash cache: (st_dev, ino, mtime_ns, size).
     pub exe_identity: Option<(u64, u64, i64, u64)>,
     pub exited: bool,
+    /// Changes whenever the image (exe, args, identity) does: what a view built from this
+    /// entry, or from a descendant of it, checks to know it is still current.
+    pub generation: u64,
+    /// The process as its last event carried it, shared with the next events while
+    /// nothing in it changed (see `Enricher::process_info`).
+    pub view: Option<View>,
+}
+
+/// A process view kept for reuse, and what it was built from.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub process: crate::proto::Process,
+    /// The entry's generation when built.
+    pub generation: u64,
+    /// The ancestry it shows, with each ancestor's generation then.
+    pub chain: Vec<(ProcessKey, u64)>,
+    /// The user-name table's generation when built.
+    pub users: u64,
 }
 
 /// What `/proc` says of a process, for events raised outside the pipeline (real-time
 /// protection's), which have no table entry to enrich them from.
 impl From<ProcessEntry> for crate::proto::Process {
     fn from(e: ProcessEntry) -> Self {
-        Self {
+        crate::proto::ProcessData {
             pid: e.pid,
             ppid: e.ppid,
             start_time: e.start_ns,
@@ -73,6 +91,7 @@ impl From<ProcessEntry> for crate::proto::Process {
             egid: e.egid,
             ..Default::default()
         }
+        .into()
     }
 }
 
@@ -92,6 +111,7 @@ pub struct ProcessTable {
     exited_limit: usize,
     exited_grace: Duration,
     stats: TableStats,
+    generations: u64,
 }
 
 /// How far ancestry is followed; deeper chains are cut (and cycles cannot loop).
@@ -111,6 +131,7 @@ impl ProcessTable {
                 capacity: cap.get() as u64,
                 ..Default::default()
             },
+            generations: 0,
         }
     }
 
@@ -127,7 +148,13 @@ impl ProcessTable {
         }
     }
 
-    fn insert(&mut self, key: ProcessKey, entry: ProcessEntry) {
+    fn next_generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
+    }
+
+    fn insert(&mut self, key: ProcessKey, mut entry: ProcessEntry) {
+        entry.generation = self.next_generation();
         if let Some((old_key, _)) = self.map.push(key, entry)
             && old_key != key
         {
@@ -216,7 +243,9 @@ impl ProcessTable {
 
     pub fn on_exec(&mut self, h: &Header, exe: String, args: Vec<String>) -> ProcessKey {
         let key = self.observe(h);
+        let generation = self.next_generation();
         if let Some(e) = self.map.get_mut(&key) {
+            e.generation = generation;
             e.exe = exe;
             e.args = args;
             e.exe_identity = None;
@@ -226,8 +255,17 @@ impl ProcessTable {
     }
 
     pub fn set_exe_identity(&mut self, key: &ProcessKey, id: Option<(u64, u64, i64, u64)>) {
+        let generation = self.next_generation();
         if let Some(e) = self.map.peek_mut(key) {
             e.exe_identity = id;
+            e.generation = generation;
+        }
+    }
+
+    /// Keeps `view` as the process's current one.
+    pub fn set_view(&mut self, key: &ProcessKey, view: View) {
+        if let Some(e) = self.map.peek_mut(key) {
+            e.view = Some(view);
         }
     }
 
@@ -275,17 +313,39 @@ impl ProcessTable {
 
     /// Parent first, up to [`MAX_ANCESTORS`] known ancestors.
     pub fn ancestors(&self, key: &ProcessKey) -> Vec<(ProcessKey, &ProcessEntry)> {
-        let mut out = Vec::new();
-        let mut cur = self.map.peek(key).and_then(|e| e.parent);
-        while let Some(k) = cur {
-            if out.len() >= MAX_ANCESTORS || k == *key {
-                break;
+        self.ancestry(key).collect()
+    }
+
+    /// Whether the ancestry of `key` is still the one in `chain`, generation for
+    /// generation. Walks the table without allocating: it runs for every event.
+    pub fn same_ancestry(&self, key: &ProcessKey, chain: &[(ProcessKey, u64)]) -> bool {
+        let mut walked = 0;
+        for (k, e) in self.ancestry(key) {
+            if chain.get(walked) != Some(&(k, e.generation)) {
+                return false;
             }
-            let Some(e) = self.map.peek(&k) else { break };
-            out.push((k, e));
-            cur = e.parent;
+            walked += 1;
         }
-        out
+        walked == chain.len()
+    }
+
+    fn ancestry<'a>(
+        &'a self,
+        key: &ProcessKey,
+    ) -> impl Iterator<Item = (ProcessKey, &'a ProcessEntry)> + 'a {
+        let start = *key;
+        let mut cur = self.map.peek(key).and_then(|e| e.parent);
+        let mut walked = 0;
+        std::iter::from_fn(move || {
+            let k = cur.take()?;
+            if walked >= MAX_ANCESTORS || k == start {
+                return None;
+            }
+            let e = self.map.peek(&k)?;
+            walked += 1;
+            cur = e.parent;
+            Some((k, e))
+        })
     }
 }
 

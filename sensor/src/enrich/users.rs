@@ -11,10 +11,19 @@ pub(crate) struct UserNames {
     names: HashMap<u32, String>,
     mtime: Option<SystemTime>,
     checked: Option<Instant>,
+    /// Counts rereads: a name given out before a reread may have changed.
+    generation: u64,
 }
 
 impl UserNames {
     pub(crate) fn name(&mut self, uid: u32) -> String {
+        self.refresh();
+        self.names.get(&uid).cloned().unwrap_or_default()
+    }
+
+    /// Rereads /etc/passwd if it changed (looked at every two seconds at most); returns
+    /// the generation of the names now in use.
+    pub(crate) fn refresh(&mut self) -> u64 {
         let stale = self
             .checked
             .is_none_or(|t| t.elapsed() > Duration::from_secs(2));
@@ -25,12 +34,13 @@ impl UserNames {
                 .ok();
             if mtime != self.mtime {
                 self.mtime = mtime;
+                self.generation += 1;
                 self.names = std::fs::read_to_string("/etc/passwd")
                     .map(|s| parse_passwd(&s))
                     .unwrap_or_default();
             }
         }
-        self.names.get(&uid).cloned().unwrap_or_default()
+        self.generation
     }
 }
 

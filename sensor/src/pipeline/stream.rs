@@ -143,18 +143,21 @@ mod tests {
         proto::Event {
             seq,
             kind: kind.into(),
-            process: Some(proto::Process {
-                pid,
-                ppid: ancestors.first().copied().unwrap_or(1),
-                ancestors: ancestors
-                    .iter()
-                    .map(|&pid| proto::Ancestor {
-                        pid,
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
+            process: Some(
+                proto::ProcessData {
+                    pid,
+                    ppid: ancestors.first().copied().unwrap_or(1),
+                    ancestors: ancestors
+                        .iter()
+                        .map(|&pid| proto::Ancestor {
+                            pid,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }
+                .into(),
+            ),
             ..Default::default()
         }
     }
