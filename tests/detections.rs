@@ -718,3 +718,103 @@ async fn process_vm_writev_and_proc_mem_injection() {
     })
     .await;
 }
+
+/// Copies `/bin/true` (or `src`) to `path`, executable.
+fn install(src: &str, path: &std::path::Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::copy(src, path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Runs `exe` with `args`, argv[0] set to `argv0`; returns its pid once it has exited.
+fn run_as(exe: &std::path::Path, argv0: &str, args: &[&str]) -> u32 {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new(exe).arg0(argv0).args(args).spawn().unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    pid
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn execution_from_a_hidden_directory() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dir = TempDir::new("hidden");
+    let exe = dir.path().join(".cache-x").join("run");
+    install("/bin/true", &exe);
+    let pid = run_as(&exe, "run", &[]);
+    let e = c
+        .expect("SNS-0016", |e| is(e, "SNS-0016") && pid_of(e) == pid)
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(
+        d.details.get("path").map(String::as_str),
+        Some(exe.to_str().unwrap())
+    );
+    assert_eq!(
+        d.details.get("reason").map(String::as_str),
+        Some("hidden in a world-writable directory")
+    );
+
+    // Benign: a program in a toolchain's directory of root's home.
+    let tools = TempDir::under(std::path::Path::new("/root/.local/share"), "tool");
+    let tool = tools.path().join("tool");
+    install("/bin/true", &tool);
+    let bpid = run_as(&tool, "tool", &[]);
+    c.assert_quiet(bpid, "SNS-0016").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn masquerading_as_a_kernel_thread() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dir = TempDir::new("masq");
+    let exe = dir.path().join("agent");
+    install("/bin/true", &exe);
+    let pid = run_as(&exe, "[kworker/0:1-events]", &[]);
+    let e = c
+        .expect("SNS-0017", |e| is(e, "SNS-0017") && pid_of(e) == pid)
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(
+        d.details.get("name").map(String::as_str),
+        Some("[kworker/0:1-events]")
+    );
+    let p = e.process.unwrap();
+    assert_eq!(
+        p.exe,
+        exe.to_str().unwrap(),
+        "the kernel's path, not argv[0]"
+    );
+
+    // Benign: an installed program under another name (an alias), and the copy under
+    // its own.
+    let bpid = run_as(std::path::Path::new("/bin/true"), "sshd", &[]);
+    c.assert_quiet(bpid, "SNS-0017").await;
+    let bpid = run_as(&exe, "agent", &[]);
+    c.assert_quiet(bpid, "SNS-0017").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_deleting_its_own_executable() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dir = TempDir::new("selfdel");
+    let rm = dir.path().join("rm");
+    install("/usr/bin/rm", &rm);
+    let pid = run_as(&rm, "rm", &[rm.to_str().unwrap()]);
+    assert!(!rm.exists());
+    let e = c
+        .expect("SNS-0018", |e| is(e, "SNS-0018") && pid_of(e) == pid)
+        .await;
+    assert_eq!(
+        e.detection.unwrap().details.get("path").map(String::as_str),
+        Some(rm.to_str().unwrap())
+    );
+
+    // Benign: the same program deleting another file.
+    let rm2 = dir.path().join("rm2");
+    install("/usr/bin/rm", &rm2);
+    let other = dir.path().join("other");
+    std::fs::write(&other, "x").unwrap();
+    let bpid = run_as(&rm2, "rm", &[other.to_str().unwrap()]);
+    assert!(!other.exists());
+    c.assert_quiet(bpid, "SNS-0018").await;
+}

@@ -34,7 +34,7 @@ pub const RULE: Rule = Rule {
     response: Response::Stop,
 };
 
-const WORLD_WRITABLE: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
+pub(crate) const WORLD_WRITABLE: [&str; 3] = ["/tmp/", "/var/tmp/", "/dev/shm/"];
 /// Bound on remembered drops; the oldest are forgotten first.
 const MAX_DROPS: usize = 8192;
 

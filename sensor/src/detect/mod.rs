@@ -21,6 +21,7 @@ mod anti_forensics;
 mod credential;
 mod download_exec;
 pub mod drop_exec;
+mod evasion;
 mod fileless;
 mod injection;
 mod kernel_load;
@@ -217,6 +218,7 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(anti_forensics::AntiForensics),
         Box::new(miner::Miner),
         Box::new(tampering::Tampering),
+        Box::new(evasion::Evasion),
     ]
 }
 
