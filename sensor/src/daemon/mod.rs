@@ -145,6 +145,9 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         av: av.clone(),
     });
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    // Ready before the API answers: a client that saw health may stop the daemon at once,
+    // and that must be the orderly stop, not the start-up exit.
+    signals.ready();
     let server = tokio::spawn(api::service::serve(
         SensorService {
             feed,
@@ -167,7 +170,6 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     );
     eprintln!("sensor: ready on {}", cfg.socket.display());
 
-    signals.ready();
     signals.wait().await;
     log::info!("shutting down");
     // Shutdown order: streams are told to end (so no client holds shutdown up); then the
