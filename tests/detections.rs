@@ -818,3 +818,45 @@ async fn a_program_deleting_its_own_executable() {
     assert!(!other.exists());
     c.assert_quiet(bpid, "SNS-0018").await;
 }
+
+/// Reconnaissance as an implant runs it, one command after another; `; true` keeps the
+/// shell from exec'ing the last one in its own place.
+const RECON_BURST: &str = "id; uname -a; cat /etc/passwd; ps -e; hostname; true";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_burst_from_a_dropped_program() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dir = TempDir::new("recon");
+    let implant = dir.path().join("implant");
+    install("/bin/sh", &implant);
+    let child = Command::new(&implant)
+        .args(["-c", RECON_BURST])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    let e = c
+        .expect("SNS-0019", |e| is(e, "SNS-0019") && from(e, pid))
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(
+        d.details.get("context").map(String::as_str),
+        Some("program in a world-writable directory")
+    );
+    assert_eq!(
+        d.details.get("commands").map(String::as_str),
+        Some("id, uname, /etc/passwd, ps")
+    );
+    assert_eq!(d.evidence.len(), 4, "one exec per command");
+
+    // Benign: the same burst from an installed shell is informational; one command alone
+    // raises nothing.
+    let bpid = sh(RECON_BURST);
+    c.expect("SNS-0020", |e| is(e, "SNS-0020") && from(e, bpid))
+        .await;
+    c.assert_quiet(bpid, "SNS-0019").await;
+    let single = sh("id; true");
+    c.assert_quiet(single, "SNS-0019").await;
+    c.assert_quiet(single, "SNS-0020").await;
+}

@@ -19,6 +19,7 @@
 
 mod anti_forensics;
 mod credential;
+mod discovery;
 mod download_exec;
 pub mod drop_exec;
 mod evasion;
@@ -219,6 +220,7 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(miner::Miner),
         Box::new(tampering::Tampering),
         Box::new(evasion::Evasion),
+        Box::new(discovery::Discovery::default()),
     ]
 }
 

@@ -18,7 +18,7 @@ pub const RULE: Rule = Rule {
     response: Response::Report,
 };
 
-const SERVERS: &[&str] = &[
+pub(crate) const SERVERS: &[&str] = &[
     "nginx", "httpd", "apache2", "java", "node", "php-fpm", "lighttpd", "tomcat",
 ];
 const RECON: &[&str] = &[
