@@ -860,3 +860,84 @@ async fn discovery_burst_from_a_dropped_program() {
     c.assert_quiet(single, "SNS-0019").await;
     c.assert_quiet(single, "SNS-0020").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setuid_bit_and_file_capabilities() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dir = TempDir::new("suid");
+    let exe = dir.path().join("rootshell");
+    install("/bin/true", &exe);
+    let path = exe.to_str().unwrap();
+    let pid = sh(&format!("chmod u+s {path}"));
+    let e = c
+        .expect("SNS-0021", |e| is(e, "SNS-0021") && from(e, pid))
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(d.details.get("path").map(String::as_str), Some(path));
+    assert_eq!(d.details.get("bits").map(String::as_str), Some("setuid"));
+    let pid = sh(&format!("setcap cap_net_raw+ep {path}"));
+    c.expect("SNS-0022", |e| is(e, "SNS-0022") && from(e, pid))
+        .await;
+
+    // Benign: an ordinary chmod, and removing capabilities.
+    let bpid = sh(&format!("chmod 0755 {path}"));
+    c.assert_quiet(bpid, "SNS-0021").await;
+    let bpid = sh(&format!("setcap -r {path}"));
+    c.assert_quiet(bpid, "SNS-0022").await;
+}
+
+/// A loop device over a file of our own, detached when dropped.
+struct Loop(String);
+
+impl Loop {
+    fn over(file: &std::path::Path) -> Self {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "losetup: {out:?}");
+        Self(String::from_utf8(out.stdout).unwrap().trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_wipe_of_a_block_device() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dir = TempDir::new("wipe");
+    let image = dir.path().join("disk.img");
+    std::fs::write(&image, vec![0xa5u8; 1 << 20]).unwrap();
+    let dev = Loop::over(&image);
+    let pid = sh(&format!(
+        "dd if=/dev/zero of={} bs=4096 count=1 conv=fsync",
+        dev.0
+    ));
+    let e = c
+        .expect("SNS-0023", |e| is(e, "SNS-0023") && from(e, pid))
+        .await;
+    assert_eq!(
+        e.detection
+            .unwrap()
+            .details
+            .get("device")
+            .map(String::as_str),
+        Some(dev.0.as_str())
+    );
+    let wiped = std::fs::read(&image).unwrap();
+    assert!(wiped[..4096].iter().all(|&b| b == 0), "dd wrote the device");
+
+    // Benign: the same dd onto a file, and wipefs only listing the device.
+    let bpid = sh(&format!(
+        "dd if=/dev/zero of={} bs=4096 count=1",
+        dir.path().join("file").display()
+    ));
+    c.assert_quiet(bpid, "SNS-0023").await;
+    let bpid = sh(&format!("wipefs {}", dev.0));
+    c.assert_quiet(bpid, "SNS-0023").await;
+}

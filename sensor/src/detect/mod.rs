@@ -24,11 +24,13 @@ mod download_exec;
 pub mod drop_exec;
 mod evasion;
 mod fileless;
+mod impact;
 mod injection;
 mod kernel_load;
 mod miner;
 mod persistence;
 mod preload;
+mod privilege;
 #[cfg(test)]
 mod replay;
 mod reverse_shell;
@@ -221,6 +223,8 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(tampering::Tampering),
         Box::new(evasion::Evasion),
         Box::new(discovery::Discovery::default()),
+        Box::new(privilege::Privilege),
+        Box::new(impact::Impact),
     ]
 }
 
@@ -429,6 +433,11 @@ pub(crate) fn is_package_manager(exe: &str) -> bool {
             | "zypper"
             | "pacman"
     )
+}
+
+/// Whether `p` is a package manager or runs under one (a maintainer script).
+pub(crate) fn under_package_manager(p: &proto::Process) -> bool {
+    is_package_manager(&p.exe) || p.ancestors.iter().any(|a| is_package_manager(&a.exe))
 }
 
 pub(crate) fn is_shell(exe: &str) -> bool {
