@@ -156,12 +156,7 @@ impl Detector for Evasion {
 
     fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let Some(p) = &e.process else { return };
-        let found = |rule, details| Finding {
-            rule,
-            process: p.clone(),
-            evidence: vec![e.seq],
-            details,
-        };
+        let found = |rule, details| Finding::on(rule, p, e, details);
         match kind {
             Some(EventKind::ProcessExec) => {
                 if let Some(why) = hidden(&p.exe) {

@@ -79,12 +79,8 @@ impl Detector for Impact {
         }
         let Some(p) = &e.process else { return };
         if let Some(device) = wiped(p) {
-            out.push(Finding {
-                rule: &RULE,
-                process: p.clone(),
-                evidence: vec![e.seq],
-                details: vec![("device", device), ("command", p.args.join(" "))],
-            });
+            let details = vec![("device", device), ("command", p.args.join(" "))];
+            out.push(Finding::on(&RULE, p, e, details));
         }
     }
 }

@@ -90,6 +90,23 @@ pub struct Finding {
     pub details: Vec<(&'static str, String)>,
 }
 
+impl Finding {
+    /// A finding whose evidence is the one event `e`, naming `p`, its process.
+    pub fn on(
+        rule: &'static Rule,
+        p: &proto::Process,
+        e: &proto::Event,
+        details: Vec<(&'static str, String)>,
+    ) -> Self {
+        Self {
+            rule,
+            process: p.clone(),
+            evidence: vec![e.seq],
+            details,
+        }
+    }
+}
+
 pub trait Detector: Send {
     /// The rules this detector reports.
     fn rules(&self) -> &'static [&'static Rule];

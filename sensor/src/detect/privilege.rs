@@ -39,12 +39,7 @@ impl Detector for Privilege {
 
     fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
         let Some(p) = &e.process else { return };
-        let found = |rule, details| Finding {
-            rule,
-            process: p.clone(),
-            evidence: vec![e.seq],
-            details,
-        };
+        let found = |rule, details| Finding::on(rule, p, e, details);
         match (kind, &e.file) {
             (Some(EventKind::FileChmod), Some(f))
                 if f.mode & (S_ISUID | S_ISGID) != 0 && !under_package_manager(p) =>
