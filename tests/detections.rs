@@ -941,3 +941,55 @@ async fn disk_wipe_of_a_block_device() {
     let bpid = sh(&format!("wipefs {}", dev.0));
     c.assert_quiet(bpid, "SNS-0023").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_switched_off_by_a_shell() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let pid = sh("unset HISTFILE; true");
+    let e = c
+        .expect("SNS-0024", |e| is(e, "SNS-0024") && pid_of(e) == pid)
+        .await;
+    assert_eq!(
+        e.detection
+            .unwrap()
+            .details
+            .get("command")
+            .map(String::as_str),
+        Some("unset HISTFILE")
+    );
+    let bpid = sh("echo $HISTFILE; true");
+    c.assert_quiet(bpid, "SNS-0024").await;
+}
+
+/// A file of the test's own under /etc, made mutable again and removed when dropped.
+struct EtcFile(std::path::PathBuf);
+
+impl Drop for EtcFile {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn immutable_attribute_on_a_system_file() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let f = EtcFile(format!("/etc/sensor-test-immutable-{}", std::process::id()).into());
+    std::fs::write(&f.0, "x").unwrap();
+    let path = f.0.to_str().unwrap();
+    let pid = sh(&format!("chattr +i {path}; chattr -i {path}"));
+    let e = c
+        .expect("SNS-0025", |e| is(e, "SNS-0025") && from(e, pid))
+        .await;
+    assert_eq!(
+        e.detection.unwrap().details.get("path").map(String::as_str),
+        Some(path)
+    );
+    // Benign: the same on a file of our own in /tmp.
+    let dir = TempDir::new("chattr");
+    let mine = dir.path().join("f");
+    std::fs::write(&mine, "x").unwrap();
+    let m = mine.display();
+    let bpid = sh(&format!("chattr +i {m}; chattr -i {m}"));
+    c.assert_quiet(bpid, "SNS-0025").await;
+}

@@ -3,7 +3,12 @@
 //! legitimate keeps programs),
 //! SNS-0017 masquerading (argv[0] dressed as a kernel thread, or naming a well-known
 //! daemon that the image, outside the system directories, is not),
-//! SNS-0018 a process deleting its own executable.
+//! SNS-0018 a process deleting its own executable,
+//! SNS-0024 command history switched off in a shell's command line (`unset HISTFILE`,
+//! `HISTFILE=/dev/null`, `history -c`, `set +o history`; typed at an interactive prompt
+//! these are builtins that run no program, so only `sh -c` and script arguments show),
+//! SNS-0025 the immutable or append-only attribute set on a system file or an SSH
+//! directory's file (`chattr +i`), which keeps an implant or a key from being removed.
 //!
 //! The executable's path is the kernel's (the image's own dentry chain), so a symlink
 //! such as `node_modules/.bin/x` shows as the file it points to, and a relative or
@@ -13,6 +18,7 @@ use sensor_common::EventKind;
 
 use super::{
     Detector, Finding, Response, Rule, base_name, drop_exec::WORLD_WRITABLE, is_package_manager,
+    is_shell,
 };
 use crate::proto;
 
@@ -42,6 +48,44 @@ pub const SELF_DELETE: Rule = Rule {
     mitre: &["T1070.004"],
     response: Response::Report,
 };
+
+pub const HISTORY_OFF: Rule = Rule {
+    id: "SNS-0024",
+    title: "Command history disabled",
+    description: "A shell was told not to record its command history.",
+    severity: "medium",
+    mitre: &["T1562.003"],
+    response: Response::Report,
+};
+
+pub const IMMUTABLE: Rule = Rule {
+    id: "SNS-0025",
+    title: "Immutable attribute on a system file",
+    description: "A system or SSH file was made immutable or append-only with chattr.",
+    severity: "medium",
+    mitre: &["T1222.002"],
+    response: Response::Report,
+};
+
+const HISTORY_OFF_TEXT: &[&str] = &[
+    "unset HISTFILE",
+    "HISTFILE=/dev/null",
+    "HISTSIZE=0",
+    "HISTFILESIZE=0",
+    "history -c",
+    "set +o history",
+];
+/// Where an immutable file protects the system's (or an intruder's) configuration.
+const PROTECTED_PATHS: &[&str] = &[
+    "/etc/",
+    "/usr/",
+    "/bin/",
+    "/sbin/",
+    "/lib",
+    "/boot/",
+    "/var/spool/cron",
+    "/root/.ssh/",
+];
 
 /// Per-user directories where installers and toolchains keep programs (a program run from
 /// them is ordinary on a developer's machine).
@@ -147,11 +191,45 @@ fn disguise(p: &proto::Process) -> Option<(&'static str, String)> {
         .then(|| ("system daemon name", argv0.clone()))
 }
 
+/// The history-disabling text in the command line of shell `p`, if any.
+fn history_off(p: &proto::Process) -> Option<&'static str> {
+    if !is_shell(&p.exe) {
+        return None;
+    }
+    let args = p.args.get(1..).unwrap_or_default();
+    HISTORY_OFF_TEXT
+        .iter()
+        .copied()
+        .find(|t| args.iter().any(|a| a.contains(t)))
+}
+
+/// The protected file `chattr` run as `p` makes immutable or append-only, if any.
+fn made_immutable(p: &proto::Process) -> Option<String> {
+    if base_name(&p.exe) != "chattr" {
+        return None;
+    }
+    let args = p.args.get(1..).unwrap_or_default();
+    let sets = args.iter().any(|a| {
+        (a.starts_with('+') || a.starts_with('=')) && (a.contains('i') || a.contains('a'))
+    });
+    let protected = |a: &&String| {
+        PROTECTED_PATHS.iter().any(|d| a.starts_with(d))
+            || (a.starts_with("/home/") && a.contains("/.ssh/"))
+    };
+    sets.then(|| args.iter().find(protected).cloned()).flatten()
+}
+
 pub struct Evasion;
 
 impl Detector for Evasion {
     fn rules(&self) -> &'static [&'static Rule] {
-        &[&HIDDEN, &MASQUERADING, &SELF_DELETE]
+        &[
+            &HIDDEN,
+            &MASQUERADING,
+            &SELF_DELETE,
+            &HISTORY_OFF,
+            &IMMUTABLE,
+        ]
     }
 
     fn inspect(&mut self, kind: Option<EventKind>, e: &proto::Event, out: &mut Vec<Finding>) {
@@ -170,6 +248,12 @@ impl Detector for Evasion {
                         &MASQUERADING,
                         vec![("name", name), ("reason", how.into())],
                     ));
+                }
+                if let Some(text) = history_off(p) {
+                    out.push(found(&HISTORY_OFF, vec![("command", text.into())]));
+                }
+                if let Some(path) = made_immutable(p) {
+                    out.push(found(&IMMUTABLE, vec![("path", path)]));
                 }
             }
             Some(EventKind::FileUnlink) => {
@@ -191,7 +275,11 @@ mod tests {
     use crate::detect::replay::raises;
 
     fn runs(exe: &str, argv0: &str) -> Vec<proto::Event> {
-        vec![exec(&process(3500, exe, &[argv0]))]
+        runs_args(exe, &[argv0])
+    }
+
+    fn runs_args(exe: &str, args: &[&str]) -> Vec<proto::Event> {
+        vec![exec(&process(3500, exe, args))]
     }
 
     #[test]
@@ -252,6 +340,62 @@ mod tests {
         ] {
             assert!(!raises(MASQUERADING.id, runs(exe, argv0)), "{exe} {argv0}");
         }
+    }
+
+    #[test]
+    fn history_switched_off_in_a_command_line() {
+        for script in [
+            "unset HISTFILE; id",
+            "export HISTFILE=/dev/null",
+            "history -c && exit",
+            "set +o history",
+        ] {
+            assert!(
+                raises(
+                    HISTORY_OFF.id,
+                    runs_args("/bin/bash", &["bash", "-c", script])
+                ),
+                "{script}"
+            );
+        }
+        assert!(!raises(
+            HISTORY_OFF.id,
+            runs_args(
+                "/bin/bash",
+                &["bash", "-c", "echo $HISTFILE; history | tail"]
+            )
+        ));
+        // Not a shell: the words are data (a grep, an editor's argument).
+        assert!(!raises(
+            HISTORY_OFF.id,
+            runs_args("/usr/bin/grep", &["grep", "unset HISTFILE", "notes"])
+        ));
+    }
+
+    #[test]
+    fn immutable_system_and_ssh_files() {
+        let chattr = |args: &[&str]| runs_args("/usr/bin/chattr", args);
+        assert!(raises(
+            IMMUTABLE.id,
+            chattr(&["chattr", "+i", "/etc/passwd"])
+        ));
+        assert!(raises(
+            IMMUTABLE.id,
+            chattr(&["chattr", "+ia", "/root/.ssh/authorized_keys"])
+        ));
+        assert!(raises(
+            IMMUTABLE.id,
+            chattr(&["chattr", "+a", "/home/alice/.ssh/authorized_keys"])
+        ));
+        assert!(!raises(
+            IMMUTABLE.id,
+            chattr(&["chattr", "-i", "/etc/passwd"])
+        ));
+        assert!(!raises(
+            IMMUTABLE.id,
+            chattr(&["chattr", "+i", "/tmp/mine"])
+        ));
+        assert!(!raises(IMMUTABLE.id, chattr(&["chattr", "+d", "/etc/x"])));
     }
 
     #[test]
