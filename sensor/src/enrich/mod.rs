@@ -109,21 +109,9 @@ impl Enricher {
         if let Some(p) = self.current_view(key, h, users) {
             return p;
         }
-        let p = proto::Process::from(self.build_process(key, h));
-        if let Some(e) = self.table.get(key) {
-            let view = View {
-                process: p.clone(),
-                generation: e.generation,
-                chain: self
-                    .table
-                    .ancestors(key)
-                    .iter()
-                    .map(|(k, a)| (*k, a.generation))
-                    .collect(),
-                users,
-            };
-            self.table.set_view(key, view);
-        }
+        let view = self.build_view(key, h, users);
+        let p = view.process.clone();
+        self.table.set_view(key, view);
         p
     }
 
@@ -153,7 +141,9 @@ impl Enricher {
         current.then(|| p.clone())
     }
 
-    fn build_process(&mut self, key: &ProcessKey, h: &crate::decode::Header) -> proto::ProcessData {
+    /// A new view of the process, with what it is built from; the ancestry is walked once
+    /// for both.
+    fn build_view(&mut self, key: &ProcessKey, h: &crate::decode::Header, users: u64) -> View {
         let mut p = proto::ProcessData {
             pid: h.tgid,
             tid: h.tid,
@@ -169,7 +159,9 @@ impl Enricher {
             container_id: self.container_id(h.cgroup_id, h.tgid),
             ..Default::default()
         };
+        let mut generation = 0;
         if let Some(e) = self.table.get(key) {
+            generation = e.generation;
             p.exe.clone_from(&e.exe);
             p.args.clone_from(&e.args);
             if let Some(id) = e.exe_identity {
@@ -189,7 +181,12 @@ impl Enricher {
                 exe: e.exe.clone(),
             })
             .collect();
-        p
+        View {
+            process: p.into(),
+            generation,
+            chain: ancestors.iter().map(|(k, e)| (*k, e.generation)).collect(),
+            users,
+        }
     }
 
     fn container_id(&mut self, cgroup_id: u64, tgid: u32) -> String {
