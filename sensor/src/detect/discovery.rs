@@ -19,12 +19,14 @@ use super::{
 };
 use crate::proto;
 
+const TECHNIQUES: &[&str] = &["T1082", "T1033", "T1057", "T1049", "T1087.001"];
+
 pub const SUSPICIOUS: Rule = Rule {
     id: "SNS-0019",
     title: "Discovery burst from a suspicious process tree",
     description: "Several reconnaissance commands ran within a minute from a process under a network service or a scheduled job, or from a dropped program.",
     severity: "medium",
-    mitre: &["T1082", "T1033", "T1057", "T1049", "T1087.001"],
+    mitre: TECHNIQUES,
     response: Response::Report,
 };
 
@@ -33,7 +35,7 @@ pub const INTERACTIVE: Rule = Rule {
     title: "Discovery burst",
     description: "Several reconnaissance commands ran within a minute from one process.",
     severity: "informational",
-    mitre: &["T1082", "T1033", "T1057", "T1049", "T1087.001"],
+    mitre: TECHNIQUES,
     response: Response::Report,
 };
 
@@ -41,7 +43,7 @@ pub const INTERACTIVE: Rule = Rule {
 const THRESHOLD: usize = 4;
 const WINDOW_NS: u64 = 60_000_000_000;
 /// Bound on processes followed at once (entries past the window go first).
-const MAX_SHELLS: usize = 4096;
+const MAX_BURSTS: usize = 4096;
 /// Evidence kept per burst.
 const MAX_EVIDENCE: usize = 16;
 
@@ -132,6 +134,17 @@ struct Burst {
     reported: bool,
 }
 
+impl Burst {
+    fn starting(now: u64) -> Self {
+        Self {
+            first_ns: now,
+            commands: Vec::new(),
+            evidence: Vec::new(),
+            reported: false,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Discovery {
     /// By the process (pid, start time) that started the commands.
@@ -156,29 +169,19 @@ impl Detector for Discovery {
             return;
         };
         let now = e.timestamp_ns;
-        if self.bursts.len() >= MAX_SHELLS {
+        if self.bursts.len() >= MAX_BURSTS {
             self.bursts
                 .retain(|_, b| now.saturating_sub(b.first_ns) <= WINDOW_NS);
-            if self.bursts.len() >= MAX_SHELLS {
+            if self.bursts.len() >= MAX_BURSTS {
                 self.bursts.clear();
             }
         }
         let burst = self
             .bursts
             .entry((parent.pid, parent.start_time))
-            .or_insert(Burst {
-                first_ns: now,
-                commands: Vec::new(),
-                evidence: Vec::new(),
-                reported: false,
-            });
+            .or_insert_with(|| Burst::starting(now));
         if now.saturating_sub(burst.first_ns) > WINDOW_NS {
-            *burst = Burst {
-                first_ns: now,
-                commands: Vec::new(),
-                evidence: Vec::new(),
-                reported: false,
-            };
+            *burst = Burst::starting(now);
         }
         if !burst.commands.contains(&command) {
             burst.commands.push(command);
