@@ -254,14 +254,22 @@ async fn ptrace_injection_and_traceme() {
     }
     victim.kill().unwrap();
     victim.wait().unwrap();
+    // Other tests in this process inject too: this one is told by its victim.
     let e = c
         .expect("SNS-0006", |e| {
-            is(e, "SNS-0006") && pid_of(e) == std::process::id()
+            is(e, "SNS-0006")
+                && pid_of(e) == std::process::id()
+                && e.detection.as_ref().unwrap().details.get("target_pid")
+                    == Some(&vpid.to_string())
         })
         .await;
     assert_eq!(
-        e.detection.unwrap().details.get("target_pid"),
-        Some(&vpid.to_string())
+        e.detection
+            .unwrap()
+            .details
+            .get("request")
+            .map(String::as_str),
+        Some("PTRACE_ATTACH")
     );
 
     let child = unsafe { libc::fork() };
@@ -992,4 +1000,99 @@ async fn immutable_attribute_on_a_system_file() {
     let m = mine.display();
     let bpid = sh(&format!("chattr +i {m}; chattr -i {m}"));
     c.assert_quiet(bpid, "SNS-0025").await;
+}
+
+/// A storm of one detection: a shell reading /etc/shadow 10,000 times in a loop. It is
+/// one detection counted 10,000 times, updated on the stream a few times, one entry in
+/// the store; the distinct detections around it (other readers under the same shell) are
+/// each still told.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_one_detection_is_one_alert_with_a_count() {
+    const READS: u64 = 10_000;
+    let d = Daemon::start(&[]).unwrap();
+    let c = Collector::start(&d.socket, &["detection"]).await.unwrap();
+    let rss_before = rss_kib(d.pid());
+    // `:` is a builtin, so the shell itself opens the file each time.
+    let script = format!(
+        "i=0; while [ $i -lt {READS} ]; do : < /etc/shadow; i=$((i+1)); \
+         [ $i -eq 5000 ] && cat /etc/shadow > /dev/null; done; head -c1 /etc/shadow > /dev/null"
+    );
+    let started = std::time::Instant::now();
+    let storm = sh(&script);
+    let from_storm = |e: &sensor_proto::Event| is(e, "SNS-0007") && pid_of(e) == storm;
+    let last = c
+        .try_expect(Duration::from_secs(30), "the storm counted in full", |e| {
+            from_storm(e) && e.detection.as_ref().unwrap().count == READS
+        })
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let first_seq = last.detection.as_ref().unwrap().first_seq;
+
+    let told: Vec<_> = c.all().into_iter().filter(from_storm).collect();
+    assert_eq!(told[0].seq, first_seq, "the first is published at once");
+    assert_eq!(told[0].detection.as_ref().unwrap().count, 1);
+    assert!(
+        told.len() as u64 <= took.as_secs() + 3,
+        "{} publications in {took:?}",
+        told.len()
+    );
+    assert!(
+        told.iter()
+            .all(|e| e.detection.as_ref().unwrap().first_seq == first_seq)
+    );
+    let det = last.detection.unwrap();
+    assert!(det.first_seen_unix_ns <= det.last_seen_unix_ns);
+    assert!(det.evidence.len() <= 64 && det.evidence.len() > 1);
+
+    // The distinct ones: cat mid-storm and head after it, each a detection of its own.
+    for exe in ["cat", "head"] {
+        let e = c
+            .expect(exe, |e| {
+                is(e, "SNS-0007")
+                    && e.process
+                        .as_ref()
+                        .is_some_and(|p| p.ppid == storm && p.exe.ends_with(exe))
+            })
+            .await;
+        assert_eq!(e.detection.unwrap().count, 1);
+    }
+
+    let stored = d.cli_json(&["detections", "list"]).unwrap();
+    let ours: Vec<_> = stored
+        .iter()
+        .filter(|v| v["detection"]["first_seq"].as_u64() == Some(first_seq))
+        .collect();
+    assert_eq!(ours.len(), 1, "one entry in the store");
+    assert_eq!(ours[0]["detection"]["count"].as_u64(), Some(READS));
+    let under_storm = stored
+        .iter()
+        .filter(|v| {
+            let p = &v["process"];
+            p["pid"].as_u64() == Some(storm.into()) || p["ppid"].as_u64() == Some(storm.into())
+        })
+        .count();
+    assert_eq!(under_storm, 3, "the storm, cat and head: {stored:?}");
+    let text = d.cli(&["detections", "list"]).unwrap();
+    assert!(
+        text.contains(&format!("x{READS} since seq {first_seq}")),
+        "{text}"
+    );
+
+    let health = d.health_json().unwrap();
+    assert_eq!(
+        health["pipeline"]["detections_merged"].as_u64(),
+        Some(READS - 1)
+    );
+    let grown = rss_kib(d.pid()).saturating_sub(rss_before);
+    assert!(grown < 32 * 1024, "the daemon grew by {grown} KiB");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
 }

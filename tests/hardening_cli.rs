@@ -478,9 +478,13 @@ async fn a_corrupt_exclusions_file_shows_in_health() {
 fn a_detection_history_past_the_message_limit_lists_in_full() {
     let _flood = EXEC_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     const EXECS: usize = 4500;
-    let d = Daemon::start(&[]).unwrap();
     // Each exec looks like a miner (SNS-0012) and carries a full argv buffer, so every
-    // detection is over 1 KiB: thousands of them exceed one 4 MiB message.
+    // detection is over 1 KiB: thousands of them exceed one 4 MiB message. They would
+    // be one aggregated detection; with aggregation off each is listed.
+    let dir = TempDir::new("hcli-history");
+    let cfg = dir.path().join("detections.json");
+    std::fs::write(&cfg, r#"{"aggregation_window_secs": 0}"#).unwrap();
+    let d = Daemon::start(&["--detections-config", cfg.to_str().unwrap()]).unwrap();
     let padding = "A".repeat(900);
     let script = format!(
         "i=0; while [ $i -lt {EXECS} ]; do /bin/true stratum+tcp://hcli {padding}; i=$((i+1)); done; \

@@ -71,6 +71,7 @@ impl HealthSource {
                 subscribers: s.subscribers.load(Ordering::Relaxed),
                 hash_cache_size: s.hash_cache_size.load(Ordering::Relaxed),
                 hashes_computed: s.hashes_computed.load(Ordering::Relaxed),
+                detections_merged: s.detections_merged.load(Ordering::Relaxed),
             }),
             platform: Some(proto::PlatformInfo {
                 kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")

@@ -187,8 +187,13 @@ fn event_text(e: &proto::Event) -> String {
     } else if let Some(x) = &e.memfd {
         format!("{} = {}", x.name, x.result)
     } else if let Some(d) = &e.detection {
+        let repeats = if d.count > 1 {
+            format!(" x{} since seq {}", d.count, d.first_seq)
+        } else {
+            String::new()
+        };
         format!(
-            "{} [{}] {} ({}) evidence={:?}",
+            "{} [{}] {} ({}){repeats} evidence={:?}",
             d.id, d.severity, d.title, d.action, d.evidence
         )
     } else if let Some(g) = &e.gap {
@@ -285,6 +290,7 @@ fn health_text(h: &proto::Health) -> Vec<String> {
         s.push(format!("published          {}", p.published));
         s.push(format!("decode errors      {}", p.decode_errors));
         s.push(format!("stream dropped     {}", p.stream_dropped));
+        s.push(format!("repeats merged     {}", p.detections_merged));
     }
     if let Some(p) = &h.platform {
         s.push(format!("kernel             {} (BTF: {})", p.kernel, p.btf));

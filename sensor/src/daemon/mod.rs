@@ -36,7 +36,10 @@ use crate::{
     detect::{DetectionEngine, DetectionStore, all_rules, sigma::SigmaRules},
     enrich::{Enricher, HashCache, process_table::ProcessTable},
     kernel::probes::{ProbeConfig, Probes},
-    pipeline::{self, Stages, act::Responder, capture, input, publish::Feed, publish::Publisher},
+    pipeline::{
+        self, Stages, act::Responder, aggregate::Aggregator, capture, input, publish::Feed,
+        publish::Publisher,
+    },
     proto,
     scope::BlockingScope,
 };
@@ -124,6 +127,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         enricher: Enricher::new(table, HashCache::start()),
         detector: DetectionEngine::new(cfg.detect.clone()).with_sigma(sigma),
         responder,
+        aggregator: Aggregator::new(cfg.detect.aggregation_window()),
         publisher: Publisher::new(feed.clone(), stats.clone()),
         detections: detections.clone(),
     };

@@ -132,6 +132,7 @@ pub fn denied_detection(path: &str, process: Option<proto::Process>, by: &str) -
             ]
             .into_iter()
             .collect(),
+            ..Default::default()
         }),
         ..Default::default()
     }

@@ -130,10 +130,18 @@ pub struct DetectConfig {
     /// [`DROP_EXEC_WINDOW_SECS`].
     #[serde(default)]
     pub drop_exec_window_secs: Option<u64>,
+    /// Seconds during which repeats of a detection are counted into it instead of
+    /// published on their own (default 300; 0 publishes every one), within
+    /// [`AGGREGATION_WINDOW_SECS`].
+    #[serde(default)]
+    pub aggregation_window_secs: Option<u64>,
 }
 
 /// The documented range of `drop_exec_window_secs`: at least a second, at most a day.
 pub const DROP_EXEC_WINDOW_SECS: std::ops::RangeInclusive<u64> = 1..=86_400;
+
+/// The documented range of `aggregation_window_secs`: off, or up to a day.
+pub const AGGREGATION_WINDOW_SECS: std::ops::RangeInclusive<u64> = 0..=86_400;
 
 /// The most a detections config file may hold.
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -155,6 +163,11 @@ impl DetectConfig {
         std::time::Duration::from_secs(self.drop_exec_window_secs.unwrap_or(600))
     }
 
+    /// How long repeats of a detection are folded into it.
+    pub fn aggregation_window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.aggregation_window_secs.unwrap_or(300))
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         let at = path.display();
         let text = crate::safe_fs::read_text_bounded(path, MAX_CONFIG_BYTES)
@@ -165,16 +178,30 @@ impl DetectConfig {
             .map_err(|e| anyhow::anyhow!("detections config {at}: {e}"))
     }
 
-    /// Ids in upper case, each checked, and the window in its range.
+    /// Ids in upper case, each checked, and the windows in their ranges.
     fn normalised(mut self) -> Result<Self> {
-        if let Some(w) = self.drop_exec_window_secs
-            && !DROP_EXEC_WINDOW_SECS.contains(&w)
-        {
-            anyhow::bail!(
-                "drop_exec_window_secs must be between {} and {} seconds",
-                DROP_EXEC_WINDOW_SECS.start(),
-                DROP_EXEC_WINDOW_SECS.end()
-            );
+        let windows = [
+            (
+                "drop_exec_window_secs",
+                self.drop_exec_window_secs,
+                DROP_EXEC_WINDOW_SECS,
+            ),
+            (
+                "aggregation_window_secs",
+                self.aggregation_window_secs,
+                AGGREGATION_WINDOW_SECS,
+            ),
+        ];
+        for (key, value, range) in windows {
+            if let Some(w) = value
+                && !range.contains(&w)
+            {
+                anyhow::bail!(
+                    "{key} must be between {} and {} seconds",
+                    range.start(),
+                    range.end()
+                );
+            }
         }
         let known: HashSet<&str> = all_rules().iter().map(|r| r.id).collect();
         for id in &mut self.disabled {
@@ -213,8 +240,8 @@ fn json_error(e: &serde_json::Error) -> String {
         Category::Syntax => "not valid JSON",
         Category::Data => {
             "expected an object with only the keys disabled (a list of detection ids), \
-             allow (detection id to {exe, ancestor_exe} lists of paths) and \
-             drop_exec_window_secs (seconds)"
+             allow (detection id to {exe, ancestor_exe} lists of paths), \
+             drop_exec_window_secs and aggregation_window_secs (seconds)"
         }
     };
     format!("line {} column {}: {what}", e.line(), e.column())
@@ -323,6 +350,7 @@ impl DetectionEngine {
                         .into_iter()
                         .map(|(k, v)| (k.to_string(), v))
                         .collect(),
+                    ..Default::default()
                 }),
                 ..Default::default()
             });
@@ -367,6 +395,7 @@ fn sigma_detection(event: &proto::Event, m: sigma::SigmaMatch) -> proto::Event {
             action: "none".into(),
             source: "sigma".into(),
             details: [("level".to_string(), m.level)].into_iter().collect(),
+            ..Default::default()
         }),
         ..Default::default()
     }
@@ -411,8 +440,14 @@ pub struct DetectionStore {
 const STORE_CAPACITY: usize = 10_000;
 
 impl DetectionStore {
+    /// Keeps `e`; an update of an aggregated detection (a `first_seq` before its own)
+    /// replaces the copy it updates, so a repeating detection holds one place.
     pub fn push(&self, e: Arc<proto::Event>) {
         let mut q = self.inner.lock().unwrap();
+        let first = e.detection.as_ref().map_or(e.seq, |d| d.first_seq);
+        if first != 0 && first != e.seq {
+            q.retain(|old| old.detection.as_ref().is_none_or(|d| d.first_seq != first));
+        }
         if q.len() == STORE_CAPACITY {
             q.pop_front();
         }

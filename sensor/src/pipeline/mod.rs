@@ -1,5 +1,6 @@
 //! The pipeline after capture, run in order on each record by one thread:
-//! enrich (process table) -> detect -> act (blocking mode) -> publish.
+//! enrich (process table) -> detect -> act (blocking mode) -> publish (detections
+//! aggregated first, so repeats become one alert with a count).
 //!
 //! Records arrive through [`input`]; capture reads the kernel on its own thread
 //! ([`capture`]) and detections made by the antimalware side come in beside them. A
@@ -7,6 +8,7 @@
 //! the evidence.
 
 pub mod act;
+pub mod aggregate;
 pub mod capture;
 pub mod input;
 pub mod publish;
@@ -24,6 +26,7 @@ use std::{
 };
 
 use act::Responder;
+use aggregate::Aggregator;
 use input::Input;
 use publish::Publisher;
 use stats::Stats;
@@ -40,6 +43,7 @@ pub struct Stages {
     pub enricher: Enricher,
     pub detector: DetectionEngine,
     pub responder: Responder,
+    pub aggregator: Aggregator,
     pub publisher: Publisher,
     pub detections: DetectionStore,
 }
@@ -53,15 +57,38 @@ impl Stages {
             self.responder.respond(&event, det, &self.enricher.table);
         }
         self.publisher.publish(event);
+        if found.is_empty() {
+            return;
+        }
+        let now = Instant::now();
         for det in found {
-            self.publish_detection(det);
+            if let Some(det) = self.aggregator.admit(det, now) {
+                let published = self.publish_detection(det);
+                self.aggregator.opened(&published, now);
+            }
         }
     }
 
-    fn publish_detection(&mut self, mut det: proto::Event) {
-        det.seq = self.publisher.next_seq();
+    /// Publishes the updates of repeating detections that are due (all of them at the
+    /// end, `close`).
+    fn flush_aggregates(&mut self, close: bool) {
+        let updates = if close {
+            self.aggregator.close_all()
+        } else {
+            self.aggregator.due(Instant::now())
+        };
+        for update in updates {
+            self.publish_detection(update);
+        }
+    }
+
+    fn publish_detection(&mut self, mut det: proto::Event) -> Arc<proto::Event> {
+        let seq = self.publisher.next_seq();
+        det.seq = seq;
+        aggregate::first_publication(&mut det, seq);
         let det = self.publisher.publish(det);
-        self.detections.push(det);
+        self.detections.push(det.clone());
+        det
     }
 
     /// A detection made outside the kernel pipeline: its process gets the ancestry the
@@ -85,6 +112,9 @@ impl Stages {
         stats
             .hashes_computed
             .store(e.hashes_computed(), Ordering::Relaxed);
+        stats
+            .detections_merged
+            .store(self.aggregator.merged(), Ordering::Relaxed);
     }
 }
 
@@ -117,6 +147,9 @@ pub(crate) fn spawn(
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
+                stages.flush_aggregates(false);
             }
+            // What repeated since its last update is told before the stream ends.
+            stages.flush_aggregates(true);
         })
 }

@@ -22,6 +22,7 @@ pub struct Stats {
     pub table: Mutex<TableStats>,
     pub hash_cache_size: AtomicU64,
     pub hashes_computed: AtomicU64,
+    pub detections_merged: AtomicU64,
 }
 
 impl Default for Stats {
@@ -36,6 +37,7 @@ impl Default for Stats {
             table: Mutex::default(),
             hash_cache_size: AtomicU64::new(0),
             hashes_computed: AtomicU64::new(0),
+            detections_merged: AtomicU64::new(0),
         }
     }
 }
