@@ -55,7 +55,7 @@ async fn rule_from_directory_fires_on_its_marker_only() {
              tags:\n    - attack.execution\n    - attack.t1059.004\n\
              logsource:\n    product: linux\n    category: process_creation\n\
              detection:\n    selection:\n        CommandLine|contains: '{marker}'\n    condition: selection\n\
-             level: low\n"
+             level: medium\n"
         ),
     )
     .unwrap();
@@ -90,7 +90,7 @@ async fn rule_from_directory_fires_on_its_marker_only() {
         .await;
     let d = e.detection.unwrap();
     assert_eq!(d.title, "Test marker on a command line");
-    assert_eq!(d.severity, "low");
+    assert_eq!(d.severity, "medium");
     assert_eq!(d.mitre, vec!["T1059.004"]);
     assert_eq!(d.evidence.len(), 1, "the exec event");
     assert!(
@@ -137,4 +137,172 @@ async fn shipped_rule_fires_on_log_deletion() {
     std::fs::write(&file, "x").unwrap();
     let quiet = run("/bin/rm", &["-f", file.to_str().unwrap()]);
     c.assert_quiet(quiet, LOG_DELETION).await;
+}
+
+/// A marker rule in SigmaHQ's format at `level`, firing on a command line with `marker`.
+fn marker_rule(id: &str, marker: &str, level: &str) -> String {
+    format!(
+        "title: Marker {marker}\n\
+         id: {id}\n\
+         status: test\n\
+         description: Fires on its marker.\n\
+         tags:\n    - attack.t1059.004\n\
+         logsource:\n    product: linux\n    category: process_creation\n\
+         detection:\n    selection:\n        CommandLine|contains: '{marker}'\n    condition: selection\n\
+         level: {level}\n"
+    )
+}
+
+/// `sensor rules update` installs a set without a restart; a set with nothing usable is
+/// refused and the one running stays; the set survives a restart; the level filter of
+/// the detection settings decides what of it loads; `rules list` and `rules show` tell
+/// what runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_update_list_show_and_filters() {
+    let work = TempDir::new("sigma-update");
+    let state = work.path().join("state");
+    let set = work.path().join("set");
+    std::fs::create_dir_all(set.join("linux/process_creation")).unwrap();
+    let marker = unique("sigma-installed");
+    let quiet_marker = unique("sigma-low");
+    let id = "3b0e7c1a-5d2f-4e8a-9c61-7f4d2a9b8e10";
+    let low_id = "3b0e7c1a-5d2f-4e8a-9c61-7f4d2a9b8e11";
+    std::fs::write(
+        set.join("linux/process_creation/marker.yml"),
+        marker_rule(id, &marker, "high"),
+    )
+    .unwrap();
+    std::fs::write(
+        set.join("low.yml"),
+        marker_rule(low_id, &quiet_marker, "low"),
+    )
+    .unwrap();
+    std::fs::write(set.join("broken.yml"), "title: [unclosed\n").unwrap();
+
+    let state_arg = state.to_str().unwrap();
+    let mut d = Daemon::start(&["--state-dir", state_arg]).unwrap();
+    let c = Collector::start(&d.socket, &KINDS).await.unwrap();
+    let before = d.cli_json(&["rules", "list"]).unwrap();
+    assert!(
+        before
+            .iter()
+            .any(|r| r["id"] == "SNS-0007" && r["source"] == "builtin")
+    );
+    assert_eq!(
+        before.iter().filter(|r| r["source"] == "shipped").count(),
+        6
+    );
+
+    let info = &d
+        .cli_json(&["rules", "update", "--from", set.to_str().unwrap()])
+        .unwrap()[0];
+    assert_eq!(info["installed"], 1, "{info}");
+    assert_eq!(info["filtered"], 1, "the low rule: {info}");
+    assert!(
+        info["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().contains("broken.yml")),
+        "{info}"
+    );
+    let version = info["version"].as_str().unwrap().to_string();
+    assert!(!version.is_empty());
+
+    // Applied without a restart.
+    let pid = run("/bin/echo", &[&marker]);
+    c.expect("the installed rule", |e| {
+        sigma_detection(e, id).is_some() && pid_of(e) == pid
+    })
+    .await;
+    let shown = d.cli(&["rules", "show", &id.to_uppercase()]).unwrap();
+    assert!(shown.contains("source       installed"), "{shown}");
+    assert!(
+        shown.contains("file         installed/linux/process_creation/marker.yml"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("CommandLine|contains: '{marker}'")),
+        "{shown}"
+    );
+    let missing = d
+        .cli(&["rules", "show", "no-such-rule"])
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("no rule \"no-such-rule\""), "{missing}");
+    assert_eq!(missing.trim().lines().count(), 1, "{missing}");
+
+    // A set with nothing usable: refused in one line, and the installed rule still runs.
+    let bad = work.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("broken.yml"), "title: [unclosed\n").unwrap();
+    let refused = d
+        .cli(&["rules", "update", "--from", bad.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("no usable Sigma rule"), "{refused}");
+    assert!(refused.contains("the current set stays"), "{refused}");
+    // The same rule on the same executable under the same parent: counted into the
+    // first detection, whose update names the latest process.
+    let pid = run("/bin/echo", &[&marker]);
+    c.expect("the installed rule after a refused update", |e| {
+        sigma_detection(e, id)
+            .is_some_and(|d| d.count == 2 && d.details.get("last_pid") == Some(&pid.to_string()))
+    })
+    .await;
+    let h = health(&d.socket).await.unwrap().detection.unwrap();
+    assert_eq!(h.sigma_installed_version, version);
+    assert_eq!((h.sigma_rules, h.sigma_filtered), (7, 1));
+    assert!(d.stop().unwrap().success());
+    drop(c);
+    drop(d);
+
+    // After a restart the set is still there, and a lower minimum level loads the low
+    // rule too.
+    let cfg = work.path().join("detections.json");
+    std::fs::write(&cfg, r#"{"sigma": {"min_level": "low"}}"#).unwrap();
+    let d = Daemon::start(&[
+        "--state-dir",
+        state_arg,
+        "--detections-config",
+        cfg.to_str().unwrap(),
+    ])
+    .unwrap();
+    let h = health(&d.socket).await.unwrap().detection.unwrap();
+    assert_eq!(h.sigma_installed_version, version);
+    assert_eq!((h.sigma_rules, h.sigma_filtered), (8, 0));
+    let c = Collector::start(&d.socket, &KINDS).await.unwrap();
+    let pid = run("/bin/echo", &[&quiet_marker]);
+    let e = c
+        .expect("the low rule once the filter admits it", |e| {
+            sigma_detection(e, low_id).is_some() && pid_of(e) == pid
+        })
+        .await;
+    assert_eq!(e.detection.unwrap().severity, "low");
+    let listed = d.cli(&["rules", "list"]).unwrap();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(low_id) && l.contains("installed")),
+        "{listed}"
+    );
+
+    // A filter naming a status that never loads is refused at start-up.
+    std::fs::write(&cfg, r#"{"sigma": {"statuses": ["deprecated"]}}"#).unwrap();
+    let out = std::process::Command::new(sensor_tests::sensor_bin())
+        .args([
+            "daemon",
+            "--socket",
+            "/nonexistent/s.sock",
+            "--detections-config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("never loaded"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -17,7 +17,8 @@ use sensor_testkit::{Daemon, DaemonSpec, TempDir, events::server_mix};
 
 fn throughput() {
     let events = server_mix(100_000);
-    let (sigma, _) = sensor::detect::sigma::SigmaRules::load(None).expect("shipped Sigma rules");
+    let (sigma, _) = sensor::detect::sigma::SigmaRules::load(&[], &Default::default())
+        .expect("shipped Sigma rules");
     let rules = sigma.len();
     let mut engine = DetectionEngine::new(DetectConfig::default()).with_sigma(sigma);
     // Warm-up, then as many passes as fit in about two seconds.

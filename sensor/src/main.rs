@@ -24,6 +24,9 @@ enum Command {
     /// Detections the daemon made.
     #[command(subcommand)]
     Detections(DetectionsCommand),
+    /// Detection rules: built-in and Sigma, and updates of the Sigma rule set.
+    #[command(subcommand)]
+    Rules(cli::rules::RulesCommand),
     /// Antimalware definitions (signatures and rules).
     #[command(subcommand)]
     Definitions(am::DefinitionsCommand),
@@ -96,6 +99,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Events(a) => cli::events(a).await,
         Command::Health(a) => cli::health(a).await,
         Command::Detections(DetectionsCommand::List(a)) => cli::detections_list(a).await,
+        Command::Rules(c) => cli::rules::rules(c).await,
         Command::Definitions(c) => am::definitions(c).await,
         Command::Threat(c) => am::threat(c).await,
         Command::Exclusion(c) => am::exclusion(c).await,

@@ -13,6 +13,7 @@ use sensor_common::EventKind;
 use super::errors::{MAX_STATUS_CHARS, bounded};
 use crate::{
     antimalware::Antimalware,
+    detect::sigma::SigmaSource,
     kernel::probes::{ExecDenial, KernelCounters, RunStatistics},
     pipeline::stats::Stats,
     proto,
@@ -29,7 +30,9 @@ pub struct HealthSource {
     pub exec_denial: ExecDenial,
     /// Why module loads are not captured, when they are not.
     pub module_loads: Option<String>,
-    pub detection: proto::DetectionInfo,
+    /// Built-in detections running (not disabled).
+    pub builtin: u32,
+    pub sigma: Arc<SigmaSource>,
     pub started: Instant,
     pub av: Arc<Antimalware>,
 }
@@ -83,10 +86,21 @@ impl HealthSource {
                 prevention: self.prevention.clone(),
                 bpf_statistics: self.run_statistics.describe(),
             }),
-            detection: Some(self.detection.clone()),
+            detection: Some(self.detection()),
             real_time_protection: Some(self.av.rtp_health()),
             definitions: Some(self.av.definitions()),
             issues: self.issues(),
+        }
+    }
+
+    fn detection(&self) -> proto::DetectionInfo {
+        let rules = self.sigma.info();
+        proto::DetectionInfo {
+            builtin: self.builtin,
+            sigma_rules: rules.sigma_rules,
+            sigma_skipped: rules.skipped,
+            sigma_filtered: rules.filtered,
+            sigma_installed_version: rules.version,
         }
     }
 

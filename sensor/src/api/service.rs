@@ -12,12 +12,12 @@ use tonic::{
 };
 
 use super::{
-    errors::{bounded, status},
+    errors::{MAX_STATUS_CHARS, bounded, status},
     health::HealthSource,
 };
 use crate::{
     antimalware::Antimalware,
-    detect::DetectionStore,
+    detect::{DetectionStore, sigma::SigmaSource},
     pipeline::{
         publish::Feed,
         stream::{Filter, Subscription, UnknownKind},
@@ -29,6 +29,7 @@ pub struct SensorService {
     pub feed: Feed,
     pub health: Arc<HealthSource>,
     pub detections: DetectionStore,
+    pub rules: Arc<SigmaSource>,
     pub av: Arc<Antimalware>,
     /// Ends open streams when the daemon stops, so shutdown does not wait on clients.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -262,6 +263,38 @@ impl proto::sensor_server::Sensor for SensorService {
             detections,
             next_page_token: next_token(next),
         }))
+    }
+
+    async fn update_rules(
+        &self,
+        request: Request<proto::UpdateRulesRequest>,
+    ) -> Result<Response<proto::RulesInfo>, Status> {
+        let from = PathBuf::from(request.into_inner().from_dir);
+        let rules = self.rules.clone();
+        blocking(move || rules.update(&from)).await
+    }
+
+    async fn list_rules(
+        &self,
+        _: Request<proto::ListRulesRequest>,
+    ) -> Result<Response<proto::ListRulesResponse>, Status> {
+        Ok(Response::new(proto::ListRulesResponse {
+            rules: self.rules.list(),
+        }))
+    }
+
+    async fn get_rule(
+        &self,
+        request: Request<proto::GetRuleRequest>,
+    ) -> Result<Response<proto::RuleInfo>, Status> {
+        let id = request.into_inner().id;
+        match self.rules.get(&id) {
+            Some(r) => Ok(Response::new(r)),
+            None => Err(Status::not_found(bounded(
+                &format!("no rule {id:?}"),
+                MAX_STATUS_CHARS,
+            ))),
+        }
     }
 
     async fn get_health(

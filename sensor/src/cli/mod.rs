@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
 use crate::proto;
@@ -12,6 +12,7 @@ pub mod antimalware;
 pub mod diagnostic;
 pub mod errors;
 pub mod output;
+pub mod rules;
 
 pub use errors::status_error;
 /// The connection and the JSON form of events are the protocol crate's, shared with every
@@ -22,6 +23,15 @@ pub use proto::{
 };
 
 pub const DEFAULT_SOCKET: &str = "/run/sensor/sensor.sock";
+
+/// A directory for the daemon to read, as a path that means the same there (absolute,
+/// links resolved).
+pub fn daemon_path(dir: &Path) -> Result<String> {
+    let p = dir
+        .canonicalize()
+        .with_context(|| format!("{}", dir.display()))?;
+    Ok(p.to_string_lossy().into_owned())
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -302,11 +312,15 @@ fn health_text(h: &proto::Health) -> Vec<String> {
     }
     if let Some(d) = &h.detection {
         s.push(format!(
-            "detections         {} built-in, {} sigma rules ({} skipped)",
+            "detections         {} built-in, {} sigma rules ({} filtered out, {} skipped)",
             d.builtin,
             d.sigma_rules,
+            d.sigma_filtered,
             d.sigma_skipped.len()
         ));
+        if !d.sigma_installed_version.is_empty() {
+            s.push(format!("sigma rule set     {}", d.sigma_installed_version));
+        }
         for r in &d.sigma_skipped {
             s.push(format!("  SKIPPED {r}"));
         }

@@ -33,14 +33,13 @@ pub use state_dir::StateDir;
 use crate::{
     antimalware::{Antimalware, AvConfig},
     api::{self, health::HealthSource, service::SensorService},
-    detect::{DetectionEngine, DetectionStore, all_rules, sigma::SigmaRules},
+    detect::{DetectionEngine, DetectionStore, all_rules, sigma::SigmaSource},
     enrich::{Enricher, HashCache, process_table::ProcessTable},
     kernel::probes::{ProbeConfig, Probes},
     pipeline::{
         self, Stages, act::Responder, aggregate::Aggregator, capture, input, publish::Feed,
         publish::Publisher,
     },
-    proto,
     scope::BlockingScope,
 };
 
@@ -49,19 +48,18 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     // the daemon, not wait for start-up to finish.
     let signals = Signals::install()?;
     let cfg = DaemonConfig::from_args(args)?;
-    let (sigma, sigma_skipped) = SigmaRules::load(cfg.sigma_rules.as_deref())?;
-    for s in &sigma_skipped {
-        log::warn!("sigma rule skipped: {s}");
-    }
-    let detection_info = proto::DetectionInfo {
-        builtin: all_rules()
-            .iter()
-            .filter(|r| !cfg.detect.disabled.iter().any(|d| d == r.id))
-            .count() as u32,
-        sigma_rules: sigma.len() as u32,
-        sigma_skipped,
-    };
     let state = StateDir::open(&cfg.state_dir)?;
+    let (sigma_source, sigma) = SigmaSource::open(
+        &state.path,
+        cfg.sigma_rules.as_deref(),
+        &cfg.detect.sigma,
+        &cfg.detect.disabled,
+    )?;
+    let sigma_source = Arc::new(sigma_source);
+    let builtin = all_rules()
+        .iter()
+        .filter(|r| !cfg.detect.disabled.iter().any(|d| d == r.id))
+        .count() as u32;
     let tcp = match &cfg.tcp {
         Some(api) => Some((api.bind()?, api.tls.clone())),
         None => None,
@@ -125,7 +123,9 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
     let prevention = responder.describe(&exec_denial, &av.rtp_health().marks);
     let stages = Stages {
         enricher: Enricher::new(table, HashCache::start()),
-        detector: DetectionEngine::new(cfg.detect.clone()).with_sigma(sigma),
+        detector: DetectionEngine::new(cfg.detect.clone())
+            .with_sigma(sigma)
+            .with_sigma_updates(sigma_source.handoff()),
         responder,
         aggregator: Aggregator::new(cfg.detect.aggregation_window()),
         publisher: Publisher::new(feed.clone(), stats.clone()),
@@ -144,7 +144,8 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         prevention,
         exec_denial,
         module_loads,
-        detection: detection_info,
+        builtin,
+        sigma: sigma_source.clone(),
         started: Instant::now(),
         av: av.clone(),
     });
@@ -157,6 +158,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             feed,
             health: health.clone(),
             detections,
+            rules: sigma_source,
             av: av.clone(),
             shutdown: shutdown_rx.clone(),
         },

@@ -135,6 +135,9 @@ pub struct DetectConfig {
     /// [`AGGREGATION_WINDOW_SECS`].
     #[serde(default)]
     pub aggregation_window_secs: Option<u64>,
+    /// Which Sigma rules load, by level and status (`min_level`, `statuses`).
+    #[serde(default)]
+    pub sigma: sigma::SigmaFilter,
 }
 
 /// The documented range of `drop_exec_window_secs`: at least a second, at most a day.
@@ -203,6 +206,18 @@ impl DetectConfig {
                 );
             }
         }
+        use rsigma_parser::Status;
+        if self.sigma.statuses.is_empty() {
+            anyhow::bail!("sigma.statuses: name at least one of stable, test, experimental");
+        }
+        if self
+            .sigma
+            .statuses
+            .iter()
+            .any(|s| matches!(s, Status::Deprecated | Status::Unsupported))
+        {
+            anyhow::bail!("sigma.statuses: deprecated and unsupported rules are never loaded");
+        }
         let known: HashSet<&str> = all_rules().iter().map(|r| r.id).collect();
         for id in &mut self.disabled {
             *id = detection_id(id, "disabled", &known)?;
@@ -241,7 +256,9 @@ fn json_error(e: &serde_json::Error) -> String {
         Category::Data => {
             "expected an object with only the keys disabled (a list of detection ids), \
              allow (detection id to {exe, ancestor_exe} lists of paths), \
-             drop_exec_window_secs and aggregation_window_secs (seconds)"
+             drop_exec_window_secs and aggregation_window_secs (seconds), and sigma \
+             ({min_level: informational, low, medium, high or critical, statuses: a list \
+             of stable, test, experimental})"
         }
     };
     format!("line {} column {}: {what}", e.line(), e.column())
@@ -292,6 +309,7 @@ pub fn rule(id: &str) -> Option<&'static Rule> {
 pub struct DetectionEngine {
     detectors: Vec<Box<dyn Detector>>,
     sigma: Option<sigma::SigmaRules>,
+    sigma_updates: Option<Arc<sigma::Handoff>>,
     cfg: DetectConfig,
     findings: Vec<Finding>,
 }
@@ -307,6 +325,7 @@ impl DetectionEngine {
         Self {
             detectors,
             sigma: None,
+            sigma_updates: None,
             cfg,
             findings: Vec::new(),
         }
@@ -316,6 +335,22 @@ impl DetectionEngine {
     pub fn with_sigma(mut self, rules: sigma::SigmaRules) -> Self {
         self.sigma = Some(rules);
         self
+    }
+
+    /// Takes the Sigma rules an update hands over through `handoff` (see
+    /// [`DetectionEngine::refresh`]).
+    pub fn with_sigma_updates(mut self, handoff: Arc<sigma::Handoff>) -> Self {
+        self.sigma_updates = Some(handoff);
+        self
+    }
+
+    /// Swaps in the Sigma rules of an update, if one came: called before each batch, so
+    /// an event is evaluated by one set or the other, and events read after an update
+    /// returned by the new one.
+    pub fn refresh(&mut self) {
+        if let Some(rules) = self.sigma_updates.as_ref().and_then(|h| h.take()) {
+            self.sigma = Some(rules);
+        }
     }
 
     /// Detections made by `event` (which already carries its sequence number), without

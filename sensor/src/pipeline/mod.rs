@@ -139,7 +139,11 @@ pub(crate) fn spawn(
                     stages.report(&stats);
                 }
                 match input.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Input::Records(batch)) => batch.into_iter().for_each(|d| stages.run(d)),
+                    Ok(Input::Records(batch)) => {
+                        // Rules installed before these records were read apply to them.
+                        stages.detector.refresh();
+                        batch.into_iter().for_each(|d| stages.run(d))
+                    }
                     Ok(Input::Detection(d)) => stages.run_detection(*d),
                     Err(RecvTimeoutError::Timeout) if finish.load(Ordering::Acquire) => break,
                     Err(RecvTimeoutError::Timeout) => {

@@ -5,13 +5,16 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::{Context, Result};
 use rsigma_eval::{CompiledRule, Engine, compile_rule};
 use rsigma_parser::{SigmaRule, Status, parse_sigma_yaml};
 
-use super::{MAX_RULE_FILE_BYTES, SigmaMatch, SigmaRules, schema::Category};
+use super::{
+    Catalogued, MAX_RULE_FILE_BYTES, SigmaFilter, SigmaMatch, SigmaRules, schema::Category,
+};
 
 macro_rules! shipped {
     ($name:literal) => {
@@ -34,36 +37,113 @@ pub(super) const SHIPPED: &[(&str, &str)] = &[
     shipped!("proc_creation_lnx_webserver_recon.yml"),
 ];
 
+/// Where a rule file came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// In the binary (`rules/sigma/`).
+    Shipped,
+    /// The set installed with `sensor rules update`.
+    Installed,
+    /// `--sigma-rules DIR`.
+    Directory,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Shipped => "shipped",
+            Self::Installed => "installed",
+            Self::Directory => "directory",
+        }
+    }
+}
+
+/// One rule file as read: its name as reported (`shipped/x.yml`, a path below the
+/// installed set, or a full path) and its text.
+#[derive(Clone, Debug)]
+pub struct RuleFile {
+    pub origin: Origin,
+    pub name: String,
+    pub text: Arc<str>,
+}
+
+/// The rules in the binary.
+pub fn shipped_files() -> Vec<RuleFile> {
+    SHIPPED
+        .iter()
+        .map(|(name, text)| RuleFile {
+            origin: Origin::Shipped,
+            name: format!("shipped/{name}"),
+            text: Arc::from(*text),
+        })
+        .collect()
+}
+
+/// Every *.yml/*.yaml below `dir` (subdirectories included, as in a checkout of SigmaHQ's
+/// `rules/linux`), sorted by path, each named by `name` (given its path below `dir`).
+/// A file that is not a regular file (symlink, FIFO, device) or is over
+/// [`MAX_RULE_FILE_BYTES`] is left out with the reason in the second value. Only an
+/// unreadable `dir` is an error.
+pub fn read_rule_dir(
+    dir: &Path,
+    origin: Origin,
+    name: impl Fn(&Path) -> String,
+) -> Result<(Vec<RuleFile>, Vec<String>)> {
+    let mut paths = Vec::new();
+    let mut skipped = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading Sigma rule directory {}", dir.display()))?;
+    collect_rule_files(entries, &mut paths, &mut skipped);
+    paths.sort();
+    let mut files = Vec::new();
+    for path in paths {
+        // Regular files only, bounded: a FIFO would hang start-up, a symlink to /dev/zero
+        // would eat memory.
+        match crate::safe_fs::read_text_bounded(&path, MAX_RULE_FILE_BYTES) {
+            Ok(text) => files.push(RuleFile {
+                origin,
+                name: name(path.strip_prefix(dir).unwrap_or(&path)),
+                text: text.into(),
+            }),
+            Err(e) => skipped.push(format!("{e:#}")),
+        }
+    }
+    Ok((files, skipped))
+}
+
 impl SigmaRules {
-    /// Shipped rules (embedded from rules/sigma/) plus every *.yml/*.yaml under `dir`
-    /// (subdirectories included, as in a checkout of SigmaHQ's `rules/linux`), if given.
+    /// Shipped rules plus every rule file below `dirs` (see [`read_rule_dir`]).
+    pub fn load(dirs: &[&Path], filter: &SigmaFilter) -> Result<(Self, Vec<String>)> {
+        let mut files = shipped_files();
+        let mut skipped = Vec::new();
+        for dir in dirs {
+            let (more, left_out) = read_rule_dir(dir, Origin::Directory, |p| {
+                dir.join(p).display().to_string()
+            })?;
+            files.extend(more);
+            skipped.extend(left_out);
+        }
+        let (rules, mut not_used) = Self::compile(&files, filter);
+        skipped.append(&mut not_used);
+        Ok((rules, skipped))
+    }
+
+    /// The rules of `files`, in order (the first of a duplicated id wins).
     ///
     /// A rule the sensor cannot use (parse or compile error, non-linux product, log source
     /// service, unsupported category, deprecated or unsupported status, missing or
     /// duplicate id, correlation or filter document) is skipped: the second value lists
-    /// them as "file: reason". So is a file that is not a regular file (symlink, FIFO,
-    /// device) or is over [`MAX_RULE_FILE_BYTES`]. Only an unreadable `dir` is an error.
-    pub fn load(dir: Option<&Path>) -> Result<(Self, Vec<String>)> {
-        let mut loader = Loader::default();
-        for (name, text) in SHIPPED {
-            loader.add_file(&format!("shipped/{name}"), text);
+    /// them as "file: reason". A usable rule that `filter` leaves out (its level or
+    /// status) is not a problem and is not listed; [`SigmaRules::filtered`] counts them.
+    pub fn compile(files: &[RuleFile], filter: &SigmaFilter) -> (Self, Vec<String>) {
+        let mut loader = Loader {
+            filter: filter.clone(),
+            ..Loader::default()
+        };
+        for f in files {
+            loader.add_file(f);
         }
-        if let Some(dir) = dir {
-            let mut files = Vec::new();
-            let entries = std::fs::read_dir(dir)
-                .with_context(|| format!("reading Sigma rule directory {}", dir.display()))?;
-            collect_rule_files(entries, &mut files, &mut loader.skipped);
-            files.sort();
-            for path in files {
-                // Regular files only, bounded: a FIFO would hang start-up, a symlink to
-                // /dev/zero would eat memory.
-                match crate::safe_fs::read_text_bounded(&path, MAX_RULE_FILE_BYTES) {
-                    Ok(text) => loader.add_file(&path.display().to_string(), &text),
-                    Err(e) => loader.skipped.push(format!("{e:#}")),
-                }
-            }
-        }
-        Ok(loader.finish())
+        loader.finish()
     }
 }
 
@@ -95,18 +175,42 @@ fn collect_rule_files(
     }
 }
 
+/// Why a rule is not loaded.
+enum NotLoaded {
+    /// The sensor cannot use it: reported.
+    Skipped(String),
+    /// The operator's filter leaves it out: counted.
+    Filtered,
+}
+
+impl From<String> for NotLoaded {
+    fn from(reason: String) -> Self {
+        Self::Skipped(reason)
+    }
+}
+
+impl From<&str> for NotLoaded {
+    fn from(reason: &str) -> Self {
+        Self::Skipped(reason.into())
+    }
+}
+
 #[derive(Default)]
 struct Loader {
+    filter: SigmaFilter,
+    filtered: usize,
     compiled: [Vec<CompiledRule>; Category::ALL.len()],
     rules: HashMap<String, SigmaMatch>,
+    catalog: Vec<Catalogued>,
     /// Where each id was first loaded from, to name it when a duplicate is skipped.
     origin: HashMap<String, String>,
     skipped: Vec<String>,
 }
 
 impl Loader {
-    fn add_file(&mut self, file: &str, text: &str) {
-        let collection = match parse_sigma_yaml(text) {
+    fn add_file(&mut self, f: &RuleFile) {
+        let file = f.name.as_str();
+        let collection = match parse_sigma_yaml(&f.text) {
             Ok(c) => c,
             Err(e) => {
                 self.skipped.push(format!("{file}: {e}"));
@@ -135,19 +239,30 @@ impl Loader {
             ));
         }
         for rule in &collection.rules {
-            if let Err(reason) = self.add_rule(file, rule) {
-                self.skipped
-                    .push(format!("{file}: {:?}: {reason}", rule.title));
+            match self.add_rule(file, rule) {
+                Ok(category) => self.catalog.push(Catalogued {
+                    id: rule.id.clone().unwrap_or_default(),
+                    status: rule.status.map(status_name).unwrap_or_default().into(),
+                    logsource: category.into(),
+                    origin: f.origin,
+                    file: f.name.clone(),
+                    text: f.text.clone(),
+                }),
+                Err(NotLoaded::Filtered) => self.filtered += 1,
+                Err(NotLoaded::Skipped(reason)) => self
+                    .skipped
+                    .push(format!("{file}: {:?}: {reason}", rule.title)),
             }
         }
     }
 
-    fn add_rule(&mut self, file: &str, rule: &SigmaRule) -> Result<(), String> {
+    /// The rule's log source, once loaded.
+    fn add_rule(&mut self, file: &str, rule: &SigmaRule) -> Result<&'static str, NotLoaded> {
         let Some(id) = rule.id.as_deref().filter(|id| !id.is_empty()) else {
             return Err("no id".into());
         };
         if let Some(first) = self.origin.get(id) {
-            return Err(format!("duplicate id {id} (first loaded from {first})"));
+            return Err(format!("duplicate id {id} (first loaded from {first})").into());
         }
         match rule.status {
             Some(Status::Deprecated) => return Err("status deprecated".into()),
@@ -158,10 +273,10 @@ impl Loader {
         if let Some(product) = &ls.product
             && !product.eq_ignore_ascii_case("linux")
         {
-            return Err(format!("product {product:?} is not linux"));
+            return Err(format!("product {product:?} is not linux").into());
         }
         if let Some(service) = &ls.service {
-            return Err(format!("log source service {service:?} is not supported"));
+            return Err(format!("log source service {service:?} is not supported").into());
         }
         let Some(category) = &ls.category else {
             return Err("no log source category".into());
@@ -170,9 +285,13 @@ impl Loader {
             .into_iter()
             .find(|c| c.name().eq_ignore_ascii_case(category))
         else {
-            return Err(format!("category {category:?} is not supported"));
+            return Err(format!("category {category:?} is not supported").into());
         };
         let compiled = compile_rule(rule).map_err(|e| e.to_string())?;
+        // Filtered last: a rule the sensor could not use anyway is reported as such.
+        if !self.filter.admits(rule.level, rule.status) {
+            return Err(NotLoaded::Filtered);
+        }
         self.compiled[category as usize].push(compiled);
         self.origin.insert(id.to_string(), file.to_string());
         self.rules.insert(
@@ -185,7 +304,7 @@ impl Loader {
                 mitre: techniques(&rule.tags),
             },
         );
-        Ok(())
+        Ok(category.name())
     }
 
     fn finish(self) -> (SigmaRules, Vec<String>) {
@@ -199,9 +318,21 @@ impl Loader {
             SigmaRules {
                 engines,
                 rules: self.rules,
+                catalog: self.catalog,
+                filtered: self.filtered,
             },
             self.skipped,
         )
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Stable => "stable",
+        Status::Test => "test",
+        Status::Experimental => "experimental",
+        Status::Deprecated => "deprecated",
+        Status::Unsupported => "unsupported",
     }
 }
 

@@ -34,17 +34,24 @@
 //! [`loader`] reads and vets rule files; this module holds the compiled rules and
 //! evaluates them.
 
+mod installed;
 mod loader;
 mod schema;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use rsigma_eval::Engine;
+use rsigma_parser::{Level, Status};
 use sensor_common::EventKind;
+use serde::Deserialize;
 
 use self::schema::{Category, View};
+pub use self::{
+    installed::{Handoff, SigmaSource},
+    loader::{Origin, RuleFile},
+};
 use crate::proto;
 
 /// A rule's identity, as reported with each match.
@@ -63,17 +70,91 @@ pub struct SigmaMatch {
 /// Largest Sigma rule file read from `--sigma-rules`: SigmaHQ's rules are a few KiB each.
 pub const MAX_RULE_FILE_BYTES: u64 = 1 << 20;
 
+/// Which usable rules to load, by their level and status, as Sigma tooling filters them
+/// (Chainsaw's and Hayabusa's level and status options). A public rule set holds many
+/// low-level and experimental rules that are noise on a fleet; the default loads
+/// `medium` and up, `stable` or `test`. A rule with no status loads whatever the
+/// statuses: it was never published with a maturity to judge it by (an operator's own).
+/// A rule with no level counts as `medium`, as it is reported.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigmaFilter {
+    pub min_level: Level,
+    pub statuses: Vec<Status>,
+}
+
+impl Default for SigmaFilter {
+    fn default() -> Self {
+        Self {
+            min_level: Level::Medium,
+            statuses: vec![Status::Stable, Status::Test],
+        }
+    }
+}
+
+impl SigmaFilter {
+    /// Every rule the sensor can use.
+    pub fn everything() -> Self {
+        Self {
+            min_level: Level::Informational,
+            statuses: vec![Status::Stable, Status::Test, Status::Experimental],
+        }
+    }
+
+    fn admits(&self, level: Option<Level>, status: Option<Status>) -> bool {
+        rank(level.unwrap_or(Level::Medium)) >= rank(self.min_level)
+            && status.is_none_or(|s| self.statuses.contains(&s))
+    }
+}
+
+fn rank(level: Level) -> u8 {
+    match level {
+        Level::Informational => 0,
+        Level::Low => 1,
+        Level::Medium => 2,
+        Level::High => 3,
+        Level::Critical => 4,
+    }
+}
+
+/// A loaded rule as `sensor rules list` and `show` tell it: what the match does not carry.
+#[derive(Clone, Debug)]
+pub struct Catalogued {
+    pub id: String,
+    pub status: String,
+    pub logsource: String,
+    pub origin: Origin,
+    pub file: String,
+    /// The file's text, shared by the rules of one file.
+    pub text: Arc<str>,
+}
+
 /// Compiled Sigma rules, one engine per log source category.
 pub struct SigmaRules {
     engines: [Engine; Category::ALL.len()],
     /// By rule id: the engine reports matches by id.
     rules: HashMap<String, SigmaMatch>,
+    /// In load order.
+    catalog: Vec<Catalogued>,
+    filtered: usize,
 }
 
 impl SigmaRules {
     /// Number of rules loaded.
     pub fn len(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Usable rules the filter left out.
+    pub fn filtered(&self) -> usize {
+        self.filtered
+    }
+
+    /// The rules loaded, in load order, each with what its matches report.
+    pub fn catalog(&self) -> impl Iterator<Item = (&Catalogued, &SigmaMatch)> {
+        self.catalog
+            .iter()
+            .filter_map(|c| Some((c, self.rules.get(&c.id)?)))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -15,7 +15,7 @@ const LOG_DELETION: &str = "a64f783c-ab38-45ea-9ab0-4dc5fae7122e";
 const SHELL_PORT: &str = "96fa240b-8d2e-44fa-8eba-ac2fc5b37dd6";
 
 fn shipped() -> SigmaRules {
-    let (rules, skipped) = SigmaRules::load(None).unwrap();
+    let (rules, skipped) = SigmaRules::load(&[], &SigmaFilter::default()).unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");
     rules
 }
@@ -156,7 +156,7 @@ fn file_rename_maps_source_and_target() {
         ),
     )
     .unwrap();
-    let (rules, skipped) = SigmaRules::load(Some(&dir.0)).unwrap();
+    let (rules, skipped) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(rules.len(), 7);
     let e = file("file_rename", "/usr/bin/mv", "/tmp/x", "/usr/bin/ls");
@@ -195,7 +195,7 @@ fn inbound_connections_follow_sysmon_direction() {
         ),
     )
     .unwrap();
-    let (rules, _) = SigmaRules::load(Some(&dir.0)).unwrap();
+    let (rules, _) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
     let id = "ce7a004c-054b-4f3b-8e36-28cb12a34fe3";
     let e = connect("net_accept", "/usr/sbin/sshd", 22, 51000);
     assert_eq!(ids(&rules, &e), vec![id]);
@@ -213,7 +213,7 @@ fn fifo_device_symlink_and_huge_files_are_skipped_not_read() {
     std::os::unix::fs::symlink("/dev/zero", dir.0.join("zero.yml")).unwrap();
     let big = std::fs::File::create(dir.0.join("big.yml")).unwrap();
     big.set_len(MAX_RULE_FILE_BYTES + 1).unwrap();
-    let (rules, skipped) = SigmaRules::load(Some(&dir.0)).unwrap();
+    let (rules, skipped) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
     assert_eq!(rules.len(), shipped().len(), "{skipped:?}");
     assert_eq!(skipped.len(), 3, "{skipped:?}");
     assert!(
@@ -277,7 +277,7 @@ fn bad_rules_are_skipped_and_good_ones_load() {
     .unwrap();
     std::fs::write(dir.0.join("notes.txt"), "not a rule").unwrap();
 
-    let (rules, skipped) = SigmaRules::load(Some(&dir.0)).unwrap();
+    let (rules, skipped) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
     assert_eq!(rules.len(), 7, "{skipped:?}");
     assert_eq!(skipped.len(), 4, "{skipped:?}");
     let reason = |file: &str| {
@@ -294,7 +294,7 @@ fn bad_rules_are_skipped_and_good_ones_load() {
     let e = exec("/usr/bin/echo", &["echo", "zzmarker"]);
     assert_eq!(ids(&rules, &e), vec![good]);
 
-    assert!(SigmaRules::load(Some(&dir.0.join("missing"))).is_err());
+    assert!(SigmaRules::load(&[&dir.0.join("missing")], &SigmaFilter::everything()).is_err());
 }
 
 #[test]
@@ -330,7 +330,7 @@ fn unusable_documents_are_skipped_one_by_one() {
     std::fs::write(dir.0.join("many.yml"), docs.join("---\n")).unwrap();
     std::fs::write(dir.0.join("empty.yml"), "").unwrap();
 
-    let (rules, skipped) = SigmaRules::load(Some(&dir.0)).unwrap();
+    let (rules, skipped) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
     assert_eq!(rules.len(), 7, "{skipped:?}");
     let expect = [
         "empty.yml: ",
@@ -400,7 +400,7 @@ fn current_directory_is_the_working_directory_at_exec() {
         ),
     )
     .unwrap();
-    let (rules, skipped) = SigmaRules::load(Some(&dir.0)).unwrap();
+    let (rules, skipped) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");
     let mut e = exec("/usr/bin/id", &["id"]);
     assert!(!ids(&rules, &e).contains(&id.to_string()), "no cwd known");
@@ -408,4 +408,93 @@ fn current_directory_is_the_working_directory_at_exec() {
     assert!(ids(&rules, &e).contains(&id.to_string()));
     e.exec.as_mut().unwrap().cwd = "/home/u".into();
     assert!(!ids(&rules, &e).contains(&id.to_string()));
+}
+
+#[test]
+fn the_filter_loads_by_level_and_status_and_counts_the_rest() {
+    let dir = TempDir::new("filter");
+    let rule = |name: &str, id: &str, status: Option<&str>, level: Option<&str>| {
+        let mut text = rule_yaml(id, "linux", "process_creation", "Image|endswith: '/x'")
+            .replace("status: test\n", "")
+            .replace("level: low\n", "");
+        if let Some(s) = status {
+            text.push_str(&format!("status: {s}\n"));
+        }
+        if let Some(l) = level {
+            text.push_str(&format!("level: {l}\n"));
+        }
+        std::fs::write(dir.0.join(name), text).unwrap();
+    };
+    rule(
+        "a.yml",
+        "a0000000-0000-4000-8000-000000000001",
+        Some("stable"),
+        Some("high"),
+    );
+    rule(
+        "b.yml",
+        "a0000000-0000-4000-8000-000000000002",
+        Some("test"),
+        Some("low"),
+    );
+    rule(
+        "c.yml",
+        "a0000000-0000-4000-8000-000000000003",
+        Some("experimental"),
+        Some("critical"),
+    );
+    // No status and no level: the operator's own, reported as medium.
+    rule("d.yml", "a0000000-0000-4000-8000-000000000004", None, None);
+    rule(
+        "e.yml",
+        "a0000000-0000-4000-8000-000000000005",
+        Some("test"),
+        Some("informational"),
+    );
+    // Unusable whatever the filter: reported, not counted as filtered.
+    rule(
+        "f.yml",
+        "a0000000-0000-4000-8000-000000000006",
+        Some("deprecated"),
+        Some("high"),
+    );
+
+    let (rules, skipped) = SigmaRules::load(&[&dir.0], &SigmaFilter::default()).unwrap();
+    let e = exec("/usr/bin/x", &["x"]);
+    let mut fired = ids(&rules, &e);
+    fired.sort();
+    assert_eq!(
+        fired,
+        [
+            "a0000000-0000-4000-8000-000000000001",
+            "a0000000-0000-4000-8000-000000000004"
+        ]
+    );
+    assert_eq!(rules.filtered(), 3);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0].contains("deprecated"));
+
+    let low_and_experimental = SigmaFilter {
+        min_level: Level::Low,
+        statuses: vec![Status::Test, Status::Experimental],
+    };
+    let (rules, _) = SigmaRules::load(&[&dir.0], &low_and_experimental).unwrap();
+    let mut fired = ids(&rules, &e);
+    fired.sort();
+    assert_eq!(
+        fired,
+        [
+            "a0000000-0000-4000-8000-000000000002",
+            "a0000000-0000-4000-8000-000000000003",
+            "a0000000-0000-4000-8000-000000000004"
+        ]
+    );
+    assert_eq!(
+        rules.filtered(),
+        2,
+        "the stable one and the informational one"
+    );
+    let (rules, _) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
+    assert_eq!(rules.filtered(), 0);
+    assert_eq!(rules.len(), 6 + 5);
 }
