@@ -306,3 +306,61 @@ async fn rules_update_list_show_and_filters() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A Sigma correlation document runs on the endpoint: three marked execs within a minute
+/// raise the correlation, and the rule it counts raises nothing of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_correlation_rule_fires_on_real_activity() {
+    let dir = TempDir::new("sigma-correlation");
+    let marker = unique("sigma-counted");
+    let counted = "5e2c8a41-7b3d-4f9e-8a20-6c1d9e4b7f31";
+    let burst = "5e2c8a41-7b3d-4f9e-8a20-6c1d9e4b7f32";
+    std::fs::write(
+        dir.path().join("burst.yml"),
+        format!(
+            "{}---\n\
+             title: Marked commands in a burst\n\
+             id: {burst}\n\
+             status: test\n\
+             correlation:\n    type: event_count\n    rules:\n        - {counted}\n\
+             \x20   group-by:\n        - ParentProcessId\n    timespan: 1m\n\
+             \x20   condition:\n        gte: 3\n\
+             level: high\n",
+            marker_rule(counted, &marker, "medium")
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&["--sigma-rules", dir.path().to_str().unwrap()]).unwrap();
+    let info = health(&d.socket).await.unwrap().detection.unwrap();
+    assert!(info.sigma_skipped.is_empty(), "{:?}", info.sigma_skipped);
+    assert_eq!(
+        info.sigma_rules, 8,
+        "6 shipped, the counted rule, the correlation"
+    );
+    let c = Collector::start(&d.socket, &KINDS).await.unwrap();
+    let first = run("/bin/echo", &[&marker]);
+    let _ = run("/bin/echo", &[&marker]);
+    c.expect("exit of the second", |e| {
+        e.kind == "process_exit" && pid_of(e) != first
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !c.all().iter().any(|e| sigma_detection(e, burst).is_some()),
+        "fired before the third"
+    );
+    let third = run("/bin/echo", &[&marker]);
+    let e = c
+        .expect("the correlation on the third", |e| {
+            sigma_detection(e, burst).is_some()
+        })
+        .await;
+    assert_eq!(pid_of(&e), third);
+    assert_eq!(e.detection.unwrap().severity, "high");
+    assert!(
+        !c.all()
+            .iter()
+            .any(|e| sigma_detection(e, counted).is_some()),
+        "the counted rule raised a detection of its own"
+    );
+}

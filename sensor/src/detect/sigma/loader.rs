@@ -9,8 +9,10 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use rsigma_eval::{CompiledRule, Engine, compile_rule};
-use rsigma_parser::{SigmaRule, Status, parse_sigma_yaml};
+use rsigma_eval::{CompiledRule, CorrelationConfig, CorrelationEngine, Engine, compile_rule};
+use rsigma_parser::{
+    CorrelationRule, FilterRule, FilterRuleTarget, SigmaRule, Status, parse_sigma_yaml,
+};
 
 use super::{
     Catalogued, MAX_RULE_FILE_BYTES, SigmaFilter, SigmaMatch, SigmaRules, schema::Category,
@@ -205,6 +207,14 @@ struct Loader {
     /// Where each id was first loaded from, to name it when a duplicate is skipped.
     origin: HashMap<String, String>,
     skipped: Vec<String>,
+    /// Filter and correlation documents, applied once every rule is in: a document may
+    /// come before the rules it names.
+    filters: Vec<(String, FilterRule)>,
+    correlations: Vec<(RuleFile, CorrelationRule)>,
+    /// Loaded rules by id, name and title (how documents name them), with their category.
+    named: HashMap<String, (String, Category)>,
+    /// The loaded rules as parsed, for the correlations that name them.
+    parsed: HashMap<String, SigmaRule>,
 }
 
 impl Loader {
@@ -226,18 +236,18 @@ impl Loader {
         for e in &collection.errors {
             self.skipped.push(format!("{file}: {e}"));
         }
-        for c in &collection.correlations {
-            self.skipped.push(format!(
-                "{file}: {:?}: correlation rules are not supported",
-                c.title
-            ));
-        }
-        for f in &collection.filters {
-            self.skipped.push(format!(
-                "{file}: {:?}: filter documents are not supported",
-                f.title
-            ));
-        }
+        self.correlations.extend(
+            collection
+                .correlations
+                .iter()
+                .map(|c| (f.clone(), c.clone())),
+        );
+        self.filters.extend(
+            collection
+                .filters
+                .iter()
+                .map(|d| (file.to_string(), d.clone())),
+        );
         for rule in &collection.rules {
             match self.add_rule(file, rule) {
                 Ok(category) => self.catalog.push(Catalogued {
@@ -293,6 +303,15 @@ impl Loader {
             return Err(NotLoaded::Filtered);
         }
         self.compiled[category as usize].push(compiled);
+        for handle in [Some(id), rule.name.as_deref(), Some(rule.title.as_str())]
+            .into_iter()
+            .flatten()
+        {
+            self.named
+                .entry(handle.to_string())
+                .or_insert_with(|| (id.to_string(), category));
+        }
+        self.parsed.insert(id.to_string(), rule.clone());
         self.origin.insert(id.to_string(), file.to_string());
         self.rules.insert(
             id.to_string(),
@@ -307,16 +326,24 @@ impl Loader {
         Ok(category.name())
     }
 
-    fn finish(self) -> (SigmaRules, Vec<String>) {
-        let engines = self.compiled.map(|rules| {
+    fn finish(mut self) -> (SigmaRules, Vec<String>) {
+        let mut engines = std::mem::take(&mut self.compiled).map(|rules| {
             let mut engine = Engine::new();
             // One index build per engine rather than one per rule.
             engine.extend_compiled_rules(rules);
             engine
         });
+        for (file, filter) in std::mem::take(&mut self.filters) {
+            if let Err(reason) = self.apply_filter(&mut engines, &filter) {
+                self.skipped
+                    .push(format!("{file}: {:?}: {reason}", filter.title));
+            }
+        }
+        let correlation = self.correlate();
         (
             SigmaRules {
                 engines,
+                correlation: correlation.map(std::sync::Mutex::new),
                 rules: self.rules,
                 catalog: self.catalog,
                 filtered: self.filtered,
@@ -324,7 +351,132 @@ impl Loader {
             self.skipped,
         )
     }
+
+    /// A filter document: more conditions on the rules it names (by id or title), or on
+    /// every rule of its log source.
+    fn apply_filter(&self, engines: &mut [Engine], filter: &FilterRule) -> Result<(), String> {
+        let categories: Vec<Category> = match &filter.rules {
+            FilterRuleTarget::Any => Category::ALL.to_vec(),
+            FilterRuleTarget::Specific(refs) => {
+                let mut cats: Vec<Category> = refs
+                    .iter()
+                    .filter_map(|r| self.named.get(r).map(|(_, c)| *c))
+                    .collect();
+                cats.sort_by_key(|c| *c as usize);
+                cats.dedup();
+                if cats.is_empty() {
+                    return Err(format!("filter names no loaded rule ({})", refs.join(", ")));
+                }
+                cats
+            }
+        };
+        for c in categories {
+            engines[c as usize]
+                .apply_filter(filter)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The correlation documents whose rules are loaded, in one stateful engine that the
+    /// per-category engines' matches are fed into.
+    fn correlate(&mut self) -> Option<CorrelationEngine> {
+        let pending = std::mem::take(&mut self.correlations);
+        if pending.is_empty() {
+            return None;
+        }
+        let mut engine = CorrelationEngine::new(CorrelationConfig {
+            // Bounded whatever the rules: a group-by on a field with many values (a pid)
+            // must not grow without end.
+            max_state_entries: MAX_CORRELATION_STATES,
+            max_group_entries: Some(MAX_CORRELATION_GROUP_ENTRIES),
+            // As the specification has it: the rules a correlation names raise nothing
+            // of their own unless it says `generate: true`.
+            emit_detections: false,
+            ..CorrelationConfig::default()
+        });
+        // Correlations may name correlations (chaining).
+        let chained: Vec<String> = pending
+            .iter()
+            .flat_map(|(_, c)| [c.id.clone(), c.name.clone()])
+            .flatten()
+            .collect();
+        let mut fed: std::collections::HashSet<String> = Default::default();
+        let mut loaded = 0;
+        for (f, corr) in pending {
+            match self.add_correlation(&mut engine, &mut fed, &chained, &corr) {
+                Ok(id) => {
+                    loaded += 1;
+                    self.catalog.push(Catalogued {
+                        id,
+                        status: corr.status.map(status_name).unwrap_or_default().into(),
+                        logsource: "correlation".into(),
+                        origin: f.origin,
+                        file: f.name.clone(),
+                        text: f.text.clone(),
+                    });
+                }
+                Err(NotLoaded::Filtered) => self.filtered += 1,
+                Err(NotLoaded::Skipped(reason)) => self
+                    .skipped
+                    .push(format!("{}: {:?}: {reason}", f.name, corr.title)),
+            }
+        }
+        (loaded > 0).then_some(engine)
+    }
+
+    fn add_correlation(
+        &mut self,
+        engine: &mut CorrelationEngine,
+        fed: &mut std::collections::HashSet<String>,
+        chained: &[String],
+        corr: &CorrelationRule,
+    ) -> Result<String, NotLoaded> {
+        let Some(id) = corr.id.as_deref().filter(|id| !id.is_empty()) else {
+            return Err("no id".into());
+        };
+        if let Some(first) = self.origin.get(id) {
+            return Err(format!("duplicate id {id} (first loaded from {first})").into());
+        }
+        if !self.filter.admits(corr.level, corr.status) {
+            return Err(NotLoaded::Filtered);
+        }
+        for r in &corr.rules {
+            if chained.contains(r) {
+                continue;
+            }
+            let Some((rule_id, _)) = self.named.get(r) else {
+                return Err(format!(
+                    "names rule {r:?}, which is not loaded (missing, unusable or filtered out)"
+                )
+                .into());
+            };
+            if fed.insert(rule_id.clone())
+                && let Some(rule) = self.parsed.get(rule_id)
+            {
+                engine.add_rule(rule).map_err(|e| e.to_string())?;
+            }
+        }
+        engine.add_correlation(corr).map_err(|e| e.to_string())?;
+        self.origin.insert(id.to_string(), "correlation".into());
+        self.rules.insert(
+            id.to_string(),
+            SigmaMatch {
+                id: id.to_string(),
+                title: corr.title.clone(),
+                description: corr.description.clone().unwrap_or_default(),
+                level: corr.level.map_or("medium", |l| l.as_str()).to_string(),
+                mitre: techniques(&corr.tags),
+            },
+        );
+        Ok(id.to_string())
+    }
 }
+
+/// Correlation window states kept at most (all correlations and groups together).
+const MAX_CORRELATION_STATES: usize = 10_000;
+/// Entries one group's window keeps at most.
+const MAX_CORRELATION_GROUP_ENTRIES: usize = 1_000;
 
 fn status_name(s: Status) -> &'static str {
     match s {

@@ -21,9 +21,16 @@
 //! | `network_connection` | `net_connect`, `net_accept`  |
 //!
 //! Anything else (another product, an unknown category, a parse or compile error,
-//! correlation and filter documents, deprecated or unsupported rules, a missing or
-//! duplicate id) is skipped with a reason, so that one bad file in a rule directory never
-//! stops the sensor.
+//! deprecated or unsupported rules, a missing or duplicate id) is skipped with a reason,
+//! so that one bad file in a rule directory never stops the sensor.
+//!
+//! Sigma v2 filter and correlation documents run on the endpoint too. A filter adds its
+//! conditions to the rules it names (or to every rule of its log source). Correlations
+//! (event_count, value_count, temporal, ...) get the matches of the rules they name, with
+//! the event's time, in one stateful engine whose windows are bounded in number and
+//! size; as the specification says, the named rules raise nothing of their own unless
+//! the correlation sets `generate: true`. A document naming a rule that is not loaded is
+//! skipped with the reason.
 //!
 //! Events are not converted to JSON: a [`rsigma_eval::Event`] view answers field lookups
 //! straight from the protobuf event, so the only allocations this side adds are the
@@ -42,7 +49,7 @@ mod tests;
 
 use std::{collections::HashMap, sync::Arc};
 
-use rsigma_eval::Engine;
+use rsigma_eval::{CorrelationEngine, Engine};
 use rsigma_parser::{Level, Status};
 use sensor_common::EventKind;
 use serde::Deserialize;
@@ -132,6 +139,9 @@ pub struct Catalogued {
 /// Compiled Sigma rules, one engine per log source category.
 pub struct SigmaRules {
     engines: [Engine; Category::ALL.len()],
+    /// Correlation documents, fed with the engines' matches; locked only for an event
+    /// that matched a rule.
+    correlation: Option<std::sync::Mutex<CorrelationEngine>>,
     /// By rule id: the engine reports matches by id.
     rules: HashMap<String, SigmaMatch>,
     /// In load order.
@@ -175,8 +185,18 @@ impl SigmaRules {
         if engine.rule_count() == 0 {
             return Vec::new();
         }
-        engine
-            .evaluate(&View::new(category, kind, event))
+        let view = View::new(category, kind, event);
+        let mut results = engine.evaluate(&view);
+        if let Some(c) = &self.correlation
+            && !results.is_empty()
+        {
+            let secs = (event.time_unix_ns / 1_000_000_000) as i64;
+            results = c
+                .lock()
+                .unwrap()
+                .process_with_detections(&view, results, secs);
+        }
+        results
             .into_iter()
             .filter_map(|r| self.rules.get(r.header.rule_id.as_deref()?).cloned())
             .collect()

@@ -323,9 +323,8 @@ fn unusable_documents_are_skipped_one_by_one() {
         )
         .replace("status: test", "status: deprecated"),
         "title: No id\nlogsource:\n    category: process_creation\ndetection:\n    selection:\n        Image: /x\n    condition: selection\n".to_string(),
-        format!(
-            "title: Many scans\nid: 8d0e7a2c-4a60-4d8e-9e57-3d8c8c1c1a04\ncorrelation:\n    type: event_count\n    rules:\n        - {good}\n    group-by:\n        - User\n    timespan: 1m\n    condition:\n        gte: 10\nlevel: high\n"
-        ),
+        "title: Many scans\nid: 8d0e7a2c-4a60-4d8e-9e57-3d8c8c1c1a04\ncorrelation:\n    type: event_count\n    rules:\n        - 8d0e7a2c-4a60-4d8e-9e57-3d8c8c1c1a01\n    group-by:\n        - User\n    timespan: 1m\n    condition:\n        gte: 10\nlevel: high\n"
+            .to_string(),
     ];
     std::fs::write(dir.0.join("many.yml"), docs.join("---\n")).unwrap();
     std::fs::write(dir.0.join("empty.yml"), "").unwrap();
@@ -338,7 +337,7 @@ fn unusable_documents_are_skipped_one_by_one() {
         "nosuchmodifier",
         "status deprecated",
         "\"No id\": no id",
-        "\"Many scans\": correlation rules are not supported",
+        "\"Many scans\": names rule \"8d0e7a2c-4a60-4d8e-9e57-3d8c8c1c1a01\", which is not loaded",
     ];
     assert_eq!(skipped.len(), expect.len(), "{skipped:?}");
     for e in expect {
@@ -497,4 +496,48 @@ fn the_filter_loads_by_level_and_status_and_counts_the_rest() {
     let (rules, _) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
     assert_eq!(rules.filtered(), 0);
     assert_eq!(rules.len(), 6 + 5);
+}
+
+#[test]
+fn correlations_count_matches_and_filters_narrow_rules() {
+    let dir = TempDir::new("corr");
+    let curl = "c0000000-0000-4000-8000-000000000001";
+    let wget = "c0000000-0000-4000-8000-000000000002";
+    let burst = "c0000000-0000-4000-8000-000000000003";
+    let docs = [
+        rule_yaml(curl, "linux", "process_creation", "Image|endswith: '/curl'"),
+        rule_yaml(wget, "linux", "process_creation", "Image|endswith: '/wget'"),
+        format!(
+            "title: Downloads in a burst\nid: {burst}\nstatus: test\ncorrelation:\n    type: event_count\n    rules:\n        - {curl}\n    group-by:\n        - User\n    timespan: 1m\n    condition:\n        gte: 3\nlevel: high\ntags:\n    - attack.t1105\n"
+        ),
+        format!(
+            "title: The mirror is fine\nlogsource:\n    product: linux\n    category: process_creation\nfilter:\n    rules:\n        - {wget}\n    selection:\n        CommandLine|contains: 'mirror.example'\n    condition: not selection\n"
+        ),
+    ];
+    std::fs::write(dir.0.join("docs.yml"), docs.join("---\n")).unwrap();
+    let (rules, skipped) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+
+    // The counted rule raises nothing of its own (generate is false); the third match
+    // within the window is the correlation's.
+    let e = exec("/usr/bin/curl", &["curl", "https://x.example/a"]);
+    assert!(ids(&rules, &e).is_empty());
+    assert!(ids(&rules, &e).is_empty());
+    let third = rules.evaluate(&e);
+    assert_eq!(third.len(), 1, "{third:?}");
+    assert_eq!(third[0].id, burst);
+    assert_eq!(
+        (third[0].level.as_str(), third[0].mitre.as_slice()),
+        ("high", &["T1105".to_string()][..])
+    );
+    let (c, _) = rules.catalog().find(|(c, _)| c.id == burst).unwrap();
+    assert_eq!(c.logsource, "correlation");
+
+    let evil = exec("/usr/bin/wget", &["wget", "https://evil.example/x"]);
+    assert_eq!(ids(&rules, &evil), vec![wget]);
+    let mirror = exec("/usr/bin/wget", &["wget", "https://mirror.example/x"]);
+    assert!(
+        ids(&rules, &mirror).is_empty(),
+        "the filter spares the mirror"
+    );
 }
