@@ -43,8 +43,9 @@ pub enum Bench {
     /// Real-time protection: cold and cached open+read of small files, against no
     /// scanner and against ClamAV's clamonacc; `scan custom` throughput.
     Rtp(crate::bench_rtp::RtpArgs),
-    /// False positives of a passive daemon on a rebuild of this project and on Debian
-    /// package installs (installs and removes tcpdump unless it is already there).
+    /// False positives of a passive daemon on a rebuild of this project, Debian package
+    /// installs (installs and removes tcpdump unless it is already there) and an
+    /// interactive administration session in a login shell.
     Fp,
 }
 

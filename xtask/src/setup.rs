@@ -129,14 +129,14 @@ fn ensure_auditd(apt: &mut Apt) -> Result<()> {
 /// Debian's `policy-rc.d` answering 101 ("action forbidden"): package scripts then
 /// install services without starting them (invoke-rc.d and deb-systemd-invoke both ask
 /// it). Put in place only where none exists, and removed on drop.
-struct NoServiceStarts {
+pub(crate) struct NoServiceStarts {
     path: Option<PathBuf>,
 }
 
 impl NoServiceStarts {
     const PATH: &str = "/usr/sbin/policy-rc.d";
 
-    fn install() -> Result<Self> {
+    pub(crate) fn install() -> Result<Self> {
         let path = Path::new(Self::PATH);
         if path.exists() {
             println!("setup: keeping the existing {}", path.display());

@@ -1,6 +1,6 @@
 //! SNS-0007 credential access: reads of /etc/shadow, /etc/gshadow or SSH private keys by a
 //! process outside the tools that need them (account tools, sshd, ssh clients, PAM,
-//! debconf).
+//! debconf; the Perl ones recognised by their script).
 
 use sensor_common::EventKind;
 
@@ -44,20 +44,40 @@ const ALLOWED: &[&str] = &[
     "sftp",
     "shadowconfig",
     "newusers",
-    // Perl account tools.
-    "adduser",
-    "deluser",
-    "addgroup",
-    "delgroup",
-    // debconf, run by apt and dpkg: Perl's getpwnam reads the shadow file when root.
-    "dpkg-preconfigure",
-    "dpkg-reconfigure",
 ];
-/// debconf's frontend, by full path: its base name says nothing.
-const DEBCONF_FRONTEND: &str = "/usr/share/debconf/frontend";
+/// Perl scripts that read the shadow file as their job, by installed path: the account
+/// tools, and debconf, run by apt and dpkg (Perl's getpwnam reads the shadow file when
+/// root). debconf's frontend has a base name that says nothing.
+const PERL_TOOLS: &[&str] = &[
+    "/usr/sbin/adduser",
+    "/usr/sbin/deluser",
+    "/usr/sbin/addgroup",
+    "/usr/sbin/delgroup",
+    "/usr/sbin/dpkg-preconfigure",
+    "/usr/sbin/dpkg-reconfigure",
+    "/usr/share/debconf/frontend",
+];
 
-fn allowed(exe: &str) -> bool {
-    exe == DEBCONF_FRONTEND || ALLOWED.contains(&base_name(exe))
+fn allowed(p: &proto::Process) -> bool {
+    ALLOWED.contains(&base_name(&p.exe)) || perl_tool(p)
+}
+
+/// Whether `p` is the system Perl running one of [`PERL_TOOLS`]. A script's process has
+/// the interpreter as its exe and the script as an argument: `/usr/bin/perl -w
+/// /usr/sbin/dpkg-preconfigure --apt`. Only `-w`, the switch of their `#!` lines, may
+/// come before the script: `-e` or `-M` would run code of their own.
+fn perl_tool(p: &proto::Process) -> bool {
+    let perl = p
+        .exe
+        .strip_prefix("/usr/bin/")
+        .is_some_and(|b| b == "perl" || b.starts_with("perl5"));
+    let script = p.args.iter().skip(1).find(|a| *a != "-w");
+    // A script found through PATH may be named from the /usr-merged /sbin.
+    let script = script.map(|s| match s.strip_prefix("/sbin/") {
+        Some(name) => format!("/usr/sbin/{name}"),
+        None => s.clone(),
+    });
+    perl && script.is_some_and(|s| PERL_TOOLS.contains(&s.as_str()))
 }
 
 /// What kind of secret `path` is, if it is one.
@@ -89,7 +109,7 @@ impl Detector for Credential {
             return;
         };
         let Some(what) = secret(&f.path) else { return };
-        if allowed(&p.exe) {
+        if allowed(p) {
             return;
         }
         out.push(Finding {
@@ -103,7 +123,10 @@ impl Detector for Credential {
 
 #[cfg(test)]
 mod tests {
-    use super::{allowed, secret};
+    use sensor_testkit::events::{file, process};
+
+    use super::{RULE, allowed, secret};
+    use crate::detect::replay::raises;
 
     #[test]
     fn secrets() {
@@ -115,11 +138,75 @@ mod tests {
     }
 
     #[test]
-    fn account_tools_and_debconf_are_allowed() {
-        assert!(allowed("/usr/sbin/dpkg-preconfigure"));
-        assert!(allowed("/usr/share/debconf/frontend"));
-        assert!(allowed("/usr/sbin/adduser"));
-        assert!(!allowed("/tmp/frontend"));
-        assert!(!allowed("/usr/bin/cat"));
+    fn account_tools_are_allowed() {
+        let tool = |exe: &str| allowed(&process(5200, exe, &[exe]));
+        assert!(tool("/usr/sbin/unix_chkpwd"));
+        assert!(tool("/usr/bin/passwd"));
+        assert!(!tool("/usr/bin/cat"));
+    }
+
+    #[test]
+    fn perl_account_tools_and_debconf_are_allowed_as_scripts() {
+        let perl = |args: &[&str]| allowed(&process(5210, "/usr/bin/perl", args));
+        assert!(perl(&[
+            "/usr/bin/perl",
+            "-w",
+            "/usr/sbin/dpkg-preconfigure",
+            "--apt"
+        ]));
+        assert!(perl(&[
+            "/usr/bin/perl",
+            "-w",
+            "/usr/share/debconf/frontend",
+            "/var/lib/dpkg/info/cron.postinst",
+            "configure",
+        ]));
+        assert!(perl(&[
+            "/usr/bin/perl",
+            "/usr/sbin/adduser",
+            "--system",
+            "x"
+        ]));
+        assert!(perl(&[
+            "/usr/bin/perl",
+            "/sbin/addgroup",
+            "--system",
+            "crontab"
+        ]));
+        // Perl reading the file itself, or a tool's name anywhere else, is not the tool.
+        assert!(!perl(&["perl", "-e", "print <>", "/usr/sbin/adduser"]));
+        assert!(!perl(&["perl", "-MShadow", "/usr/sbin/adduser"]));
+        assert!(!perl(&["perl", "/tmp/adduser"]));
+        assert!(!perl(&[
+            "perl",
+            "/usr/share/debconf/frontend/../../../tmp/x"
+        ]));
+        assert!(!allowed(&process(
+            5211,
+            "/tmp/perl",
+            &["perl", "/usr/sbin/adduser"]
+        )));
+        assert!(!allowed(&process(5212, "/usr/sbin/adduser", &["adduser"])));
+    }
+
+    #[test]
+    fn debconf_reading_the_shadow_file_is_quiet_perl_one_liners_are_not() {
+        let read = |args: &[&str]| {
+            let p = process(5220, "/usr/bin/perl", args);
+            vec![file("file_read", &p, "/etc/shadow", "")]
+        };
+        assert!(!raises(
+            RULE.id,
+            read(&[
+                "/usr/bin/perl",
+                "-w",
+                "/usr/sbin/dpkg-preconfigure",
+                "--apt"
+            ])
+        ));
+        assert!(raises(
+            RULE.id,
+            read(&["perl", "-ne", "print", "/etc/shadow"])
+        ));
     }
 }

@@ -2,7 +2,7 @@
 //! (cron, systemd units, rc.local, shell start-up files, authorized_keys, sudoers,
 //! ld.so.preload) and account changes (/etc/passwd) outside the tools made for them.
 //! Package managers and the account tools are allowed by default: they write these files
-//! as their job.
+//! as their job. So are the owner and mode that dpkg's maintainer scripts set on them.
 
 use sensor_common::EventKind;
 
@@ -80,6 +80,24 @@ const ALLOWED: &[&str] = &[
     "cloud-init",
 ];
 
+/// Where dpkg keeps the maintainer scripts it runs (`tmp.ci`: a new package's preinst).
+const MAINTAINER_SCRIPTS: &[&str] = &["/var/lib/dpkg/info/", "/var/lib/dpkg/tmp.ci/"];
+
+/// Whether `p` is a maintainer script run by dpkg, or a command one started (cron's
+/// postinst runs `chown root:crontab /var/spool/cron/crontabs`). Narrower than anything
+/// under a package manager: a shell escaped from apt's or dpkg's pager is not a script.
+fn maintainer_script(p: &proto::Process) -> bool {
+    let runs_script = |args: &[String]| {
+        // `#!/bin/sh -e` puts its switch before the script.
+        args.iter()
+            .skip(1)
+            .find(|a| !a.starts_with('-') || *a == "-c")
+            .is_some_and(|a| MAINTAINER_SCRIPTS.iter().any(|d| a.starts_with(d)))
+    };
+    (runs_script(&p.args) || runs_script(&p.parent_args))
+        && p.ancestors.iter().any(|a| base_name(&a.exe) == "dpkg")
+}
+
 fn matches(prefix: &str, path: &str) -> bool {
     if prefix.ends_with('/') {
         path.starts_with(prefix)
@@ -128,6 +146,12 @@ impl Detector for Persistence {
         if ALLOWED.contains(&base_name(&p.exe)) || is_package_manager(&p.exe) {
             return;
         }
+        // What a script writes is still reported: a package's own files are dpkg's to
+        // write, and a line added to /etc/crontab by a postinst is worth a look.
+        let metadata = matches!(kind, Some(EventKind::FileChmod | EventKind::FileChown));
+        if metadata && maintainer_script(p) {
+            return;
+        }
         out.push(Finding {
             rule: &RULE,
             process: p.clone(),
@@ -139,7 +163,11 @@ impl Detector for Persistence {
 
 #[cfg(test)]
 mod tests {
-    use super::category;
+    use sensor_testkit::events::{child, file, process};
+
+    use super::{RULE, category};
+    use crate::detect::replay::raises;
+    use crate::proto;
 
     #[test]
     fn persistence_locations() {
@@ -157,5 +185,84 @@ mod tests {
         assert_eq!(category("/etc/crontab.bak"), None);
         assert_eq!(category("/home/alice/notes/.bashrc"), None);
         assert_eq!(category("/tmp/.bashrc"), None);
+    }
+
+    /// dpkg running `script` (a maintainer script, `#!/bin/sh -e`) with apt above it.
+    fn under_dpkg(script: &str) -> proto::Process {
+        let apt = process(5300, "/usr/bin/apt-get", &["apt-get", "install", "cron"]);
+        let dpkg = child(
+            &apt,
+            5301,
+            "/usr/bin/dpkg",
+            &["/usr/bin/dpkg", "--configure"],
+        );
+        child(
+            &dpkg,
+            5302,
+            "/usr/bin/dash",
+            &["/bin/sh", "-e", script, "configure"],
+        )
+    }
+
+    fn on(kind: &str, p: &proto::Process, path: &str) -> Vec<proto::Event> {
+        vec![file(kind, p, path, "")]
+    }
+
+    #[test]
+    fn maintainer_scripts_set_owner_and_mode_on_their_files() {
+        let postinst = under_dpkg("/var/lib/dpkg/info/cron-daemon-common.postinst");
+        let chown = child(
+            &postinst,
+            5303,
+            "/usr/bin/chown",
+            &["chown", "root:crontab", "x"],
+        );
+        assert!(!raises(
+            RULE.id,
+            on("file_chown", &chown, "/var/spool/cron/crontabs")
+        ));
+        let preinst = under_dpkg("/var/lib/dpkg/tmp.ci/preinst");
+        let chmod = child(&preinst, 5304, "/usr/bin/chmod", &["chmod", "-x", "x"]);
+        assert!(!raises(
+            RULE.id,
+            on("file_chmod", &chmod, "/etc/init.d/cron")
+        ));
+        assert!(!raises(
+            RULE.id,
+            on("file_chmod", &postinst, "/etc/init.d/cron")
+        ));
+    }
+
+    #[test]
+    fn what_maintainer_scripts_write_and_look_alikes_still_raise() {
+        let postinst = under_dpkg("/var/lib/dpkg/info/evil.postinst");
+        assert!(raises(RULE.id, on("file_write", &postinst, "/etc/crontab")));
+        let echo = child(&postinst, 5305, "/usr/bin/tee", &["tee", "/etc/cron.d/x"]);
+        assert!(raises(RULE.id, on("file_create", &echo, "/etc/cron.d/x")));
+        // The same script path outside dpkg, a `sh -c` naming one, and a shell escaped
+        // from dpkg's pager.
+        let outside = process(
+            5310,
+            "/usr/bin/dash",
+            &["sh", "/var/lib/dpkg/info/x.postinst"],
+        );
+        let chmod = child(&outside, 5311, "/usr/bin/chmod", &["chmod", "+x", "x"]);
+        assert!(raises(RULE.id, on("file_chmod", &chmod, "/etc/init.d/x")));
+        let dpkg = process(5320, "/usr/bin/dpkg", &["dpkg", "-l"]);
+        let sh_c = child(
+            &dpkg,
+            5321,
+            "/usr/bin/dash",
+            &[
+                "sh",
+                "-c",
+                "/var/lib/dpkg/info/x.postinst; chmod +x /etc/init.d/x",
+            ],
+        );
+        assert!(raises(RULE.id, on("file_chmod", &sh_c, "/etc/init.d/x")));
+        let pager = child(&dpkg, 5322, "/usr/bin/less", &["less"]);
+        let shell = child(&pager, 5323, "/usr/bin/bash", &["bash"]);
+        let chown = child(&shell, 5324, "/usr/bin/chown", &["chown", "x", "x"]);
+        assert!(raises(RULE.id, on("file_chown", &chown, "/etc/sudoers")));
     }
 }
