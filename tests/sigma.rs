@@ -364,3 +364,61 @@ async fn a_correlation_rule_fires_on_real_activity() {
         "the counted rule raised a detection of its own"
     );
 }
+
+/// Rules written for auditd (`service: auditd`) fire on the sensor's own events: an
+/// EXECVE rule on a command's arguments, a PATH rule on a file written.
+#[tokio::test(flavor = "multi_thread")]
+async fn auditd_rules_fire_on_real_activity() {
+    let dir = TempDir::new("sigma-auditd");
+    let marker = unique("sigma-auditd");
+    let execve = "7a1f3c52-9e4b-4d8a-b6c0-2f5e8d1a9c41";
+    let path = "7a1f3c52-9e4b-4d8a-b6c0-2f5e8d1a9c42";
+    let rule = |id: &str, title: &str, selection: &str| {
+        format!(
+            "title: {title}\nid: {id}\nstatus: test\n\
+             logsource:\n    product: linux\n    service: auditd\n\
+             detection:\n    selection:\n{selection}    condition: selection\nlevel: high\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("execve.yml"),
+        rule(
+            execve,
+            "Marked echo",
+            &format!("        type: EXECVE\n        a0: echo\n        a1: '{marker}'\n"),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("path.yml"),
+        rule(
+            path,
+            "Marked file",
+            &format!("        type: PATH\n        name|endswith: '/{marker}.txt'\n"),
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&["--sigma-rules", dir.path().to_str().unwrap()]).unwrap();
+    let info = health(&d.socket).await.unwrap().detection.unwrap();
+    assert!(info.sigma_skipped.is_empty(), "{:?}", info.sigma_skipped);
+    assert_eq!(info.sigma_rules, 8);
+    let c = Collector::start(&d.socket, &KINDS).await.unwrap();
+
+    let pid = run("echo", &[&marker]);
+    let e = c
+        .expect("the EXECVE rule", |e| {
+            sigma_detection(e, execve).is_some() && pid_of(e) == pid
+        })
+        .await;
+    assert_eq!(e.detection.unwrap().title, "Marked echo");
+    let work = TempDir::new("sigma-auditd-file");
+    let file = work.path().join(format!("{marker}.txt"));
+    let pid = run("/usr/bin/touch", &[file.to_str().unwrap()]);
+    c.expect("the PATH rule", |e| {
+        sigma_detection(e, path).is_some() && pid_of(e) == pid
+    })
+    .await;
+    // The same command with another argument is not the marked one.
+    let quiet = run("echo", &[&unique("sigma-auditd-other")]);
+    c.assert_quiet(quiet, execve).await;
+}

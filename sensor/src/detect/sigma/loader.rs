@@ -285,17 +285,17 @@ impl Loader {
         {
             return Err(format!("product {product:?} is not linux").into());
         }
-        if let Some(service) = &ls.service {
-            return Err(format!("log source service {service:?} is not supported").into());
-        }
-        let Some(category) = &ls.category else {
-            return Err("no log source category".into());
-        };
-        let Some(category) = Category::ALL
-            .into_iter()
-            .find(|c| c.name().eq_ignore_ascii_case(category))
-        else {
-            return Err(format!("category {category:?} is not supported").into());
+        let category = match (&ls.service, &ls.category) {
+            (Some(service), _) if service.eq_ignore_ascii_case("auditd") => Category::Auditd,
+            (Some(service), _) => {
+                return Err(format!("log source service {service:?} is not supported").into());
+            }
+            (None, None) => return Err("no log source category".into()),
+            (None, Some(category)) => Category::ALL
+                .into_iter()
+                .filter(|c| *c != Category::Auditd)
+                .find(|c| c.name().eq_ignore_ascii_case(category))
+                .ok_or_else(|| format!("category {category:?} is not supported"))?,
         };
         let compiled = compile_rule(rule).map_err(|e| e.to_string())?;
         // Filtered last: a rule the sensor could not use anyway is reported as such.

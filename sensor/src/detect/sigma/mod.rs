@@ -41,6 +41,7 @@
 //! [`loader`] reads and vets rule files; this module holds the compiled rules and
 //! evaluates them.
 
+mod auditd;
 mod installed;
 mod loader;
 mod schema;
@@ -178,15 +179,38 @@ impl SigmaRules {
 
     /// [`SigmaRules::evaluate`] for an event whose kind the caller has already parsed.
     pub fn evaluate_kind(&self, kind: Option<EventKind>, event: &proto::Event) -> Vec<SigmaMatch> {
-        let Some((kind, category)) = kind.and_then(|k| Some((k, Category::of_kind(k)?))) else {
+        let Some(kind) = kind else {
             return Vec::new();
         };
-        let engine = &self.engines[category as usize];
-        if engine.rule_count() == 0 {
-            return Vec::new();
+        let mut out = Vec::new();
+        if let Some(category) = Category::of_kind(kind) {
+            let engine = &self.engines[category as usize];
+            if engine.rule_count() > 0 {
+                let view = View::new(category, kind, event);
+                self.matched(&view, engine.evaluate(&view), event, &mut out);
+            }
         }
-        let view = View::new(category, kind, event);
-        let mut results = engine.evaluate(&view);
+        let auditd = &self.engines[Category::Auditd as usize];
+        if auditd.rule_count() > 0 {
+            for record in auditd::records(kind, event) {
+                self.matched(&record, auditd.evaluate(&record), event, &mut out);
+            }
+            // A rule that names no record type may match several records of one event.
+            let mut seen = std::collections::HashSet::new();
+            out.retain(|m| seen.insert(m.id.clone()));
+        }
+        out
+    }
+
+    /// The rules behind `results` (matches on `view` of `event`), after the correlations
+    /// have seen them.
+    fn matched(
+        &self,
+        view: &impl rsigma_eval::Event,
+        mut results: Vec<rsigma_eval::EvaluationResult>,
+        event: &proto::Event,
+        out: &mut Vec<SigmaMatch>,
+    ) {
         if let Some(c) = &self.correlation
             && !results.is_empty()
         {
@@ -194,11 +218,12 @@ impl SigmaRules {
             results = c
                 .lock()
                 .unwrap()
-                .process_with_detections(&view, results, secs);
+                .process_with_detections(view, results, secs);
         }
-        results
-            .into_iter()
-            .filter_map(|r| self.rules.get(r.header.rule_id.as_deref()?).cloned())
-            .collect()
+        out.extend(
+            results
+                .into_iter()
+                .filter_map(|r| self.rules.get(r.header.rule_id.as_deref()?).cloned()),
+        );
     }
 }

@@ -17,15 +17,18 @@ pub(super) enum Category {
     FileDelete,
     FileRename,
     NetworkConnection,
+    /// `service: auditd`: events shown as auditd records ([`super::auditd`]).
+    Auditd,
 }
 
 impl Category {
-    pub(super) const ALL: [Category; 5] = [
+    pub(super) const ALL: [Category; 6] = [
         Category::ProcessCreation,
         Category::FileEvent,
         Category::FileDelete,
         Category::FileRename,
         Category::NetworkConnection,
+        Category::Auditd,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Category {
             Category::FileDelete => "file_delete",
             Category::FileRename => "file_rename",
             Category::NetworkConnection => "network_connection",
+            Category::Auditd => "auditd",
         }
     }
 
@@ -77,6 +81,8 @@ impl Category {
                 User,
                 ProcessId,
             ],
+            // Its records have their own fields.
+            Category::Auditd => &[],
         }
     }
 }
@@ -213,11 +219,11 @@ impl<'a> View<'a> {
         }
     }
 
-    fn present(&self) -> impl Iterator<Item = (Field, EventValue<'_>)> {
+    fn present(&self) -> impl Iterator<Item = (Cow<'static, str>, EventValue<'_>)> {
         self.category
             .fields()
             .iter()
-            .filter_map(|&f| Some((f, self.value(f)?)))
+            .filter_map(|&f| Some((Cow::Borrowed(f.name()), self.value(f)?)))
     }
 }
 
@@ -226,48 +232,61 @@ fn port(p: u32) -> Option<EventValue<'static>> {
     if p == 0 { None } else { number(p) }
 }
 
-impl rsigma_eval::Event for View<'_> {
-    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+/// Implements [`rsigma_eval::Event`] for a view with `lookup(name)` and `present()` (every
+/// field it has, named, with its value): keyword searches and JSON walk `present()`.
+///
+/// `top_level_keys`/`visit_top_level_keys` are left to their defaults: told nothing
+/// about the event's shape, the engine walks only the fields its rules name, each lookup
+/// a short scan of a record's list, instead of hashing every field a view could offer.
+macro_rules! sigma_event {
+    ($view:ty) => {
+        impl rsigma_eval::Event for $view {
+            fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+                self.lookup(path)
+            }
+
+            fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+                self.present()
+                    .any(|(_, v)| matches!(v, EventValue::Str(s) if pred(&s)))
+            }
+
+            fn all_string_values(&self) -> Vec<std::borrow::Cow<'_, str>> {
+                self.present()
+                    .filter_map(|(_, v)| match v {
+                        EventValue::Str(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect()
+            }
+
+            fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
+                for (_, v) in self.present() {
+                    if let EventValue::Str(s) = v {
+                        visit(&s);
+                    }
+                }
+            }
+
+            fn to_json(&self) -> serde_json::Value {
+                self.present()
+                    .map(|(f, v)| (f.into_owned(), v.to_json()))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            }
+
+            fn field_keys(&self) -> Vec<std::borrow::Cow<'_, str>> {
+                self.present().map(|(f, _)| f).collect()
+            }
+        }
+    };
+}
+pub(super) use sigma_event;
+
+impl View<'_> {
+    fn lookup(&self, path: &str) -> Option<EventValue<'_>> {
         let field = self.category.fields().iter().find(|f| f.name() == path)?;
         self.value(*field)
     }
-
-    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
-        self.present()
-            .any(|(_, v)| matches!(v, EventValue::Str(s) if pred(&s)))
-    }
-
-    fn all_string_values(&self) -> Vec<Cow<'_, str>> {
-        self.present()
-            .filter_map(|(_, v)| match v {
-                EventValue::Str(s) => Some(s),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
-        for (_, v) in self.present() {
-            if let EventValue::Str(s) = v {
-                visit(&s);
-            }
-        }
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        self.present()
-            .map(|(f, v)| (f.name().to_string(), v.to_json()))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    }
-
-    fn field_keys(&self) -> Vec<Cow<'_, str>> {
-        self.present()
-            .map(|(f, _)| Cow::Borrowed(f.name()))
-            .collect()
-    }
-
-    // Not overriding `top_level_keys`/`visit_top_level_keys`: told nothing about the
-    // event's shape, the engine walks only the fields its rules name, each lookup a short
-    // scan of the category's list, instead of hashing every field we could offer.
 }
+
+sigma_event!(View<'_>);

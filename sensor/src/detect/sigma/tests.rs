@@ -261,8 +261,8 @@ fn bad_rules_are_skipped_and_good_ones_load() {
     .unwrap();
     std::fs::create_dir(dir.0.join("sub")).unwrap();
     std::fs::write(
-        dir.0.join("sub/auditd.yaml"),
-        "title: Auditd rule\nid: 5b2f4a43-3d49-4f35-a2c5-6c1c5b0e5a11\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n    selection:\n        type: EXECVE\n    condition: selection\n",
+        dir.0.join("sub/journald.yaml"),
+        "title: Journald rule\nid: 5b2f4a43-3d49-4f35-a2c5-6c1c5b0e5a11\nlogsource:\n    product: linux\n    service: journald\ndetection:\n    selection:\n        type: EXECVE\n    condition: selection\n",
     )
     .unwrap();
     std::fs::write(
@@ -288,7 +288,7 @@ fn bad_rules_are_skipped_and_good_ones_load() {
     };
     assert!(reason("broken.yml").len() > "broken.yml: ".len());
     assert!(reason("windows.yml").contains("\"windows\" is not linux"));
-    assert!(reason("auditd.yaml").contains("service \"auditd\""));
+    assert!(reason("journald.yaml").contains("service \"journald\" is not supported"));
     assert!(reason("dup.yml").contains("duplicate id"));
 
     let e = exec("/usr/bin/echo", &["echo", "zzmarker"]);
@@ -539,5 +539,96 @@ fn correlations_count_matches_and_filters_narrow_rules() {
     assert!(
         ids(&rules, &mirror).is_empty(),
         "the filter spares the mirror"
+    );
+}
+
+fn auditd_rule(id: &str, detection: &str) -> String {
+    format!(
+        "title: Auditd rule {id}\nid: {id}\nstatus: test\nlogsource:\n    product: linux\n    service: auditd\ndetection:\n{detection}\nlevel: high\n"
+    )
+}
+
+#[test]
+fn auditd_rules_see_events_as_audit_records() {
+    let dir = TempDir::new("auditd");
+    let rules = [
+        (
+            "d0000000-0000-4000-8000-000000000001",
+            "    selection:\n        type: EXECVE\n        a0: chattr\n        a1: '-i'\n    condition: selection",
+        ),
+        (
+            "d0000000-0000-4000-8000-000000000002",
+            "    selection:\n        type: SYSCALL\n        syscall:\n            - init_module\n            - finit_module\n    condition: selection",
+        ),
+        (
+            "d0000000-0000-4000-8000-000000000003",
+            "    selection:\n        type: PATH\n        name: /etc/ld.so.preload\n    condition: selection",
+        ),
+        (
+            "d0000000-0000-4000-8000-000000000004",
+            "    selection:\n        type: SERVICE_STOP\n        unit: auditd\n    condition: selection",
+        ),
+        (
+            "d0000000-0000-4000-8000-000000000005",
+            "    keywords:\n        - 'stratum+tcp://'\n    condition: keywords",
+        ),
+        (
+            "d0000000-0000-4000-8000-000000000006",
+            "    selection:\n        type: SYSCALL\n        key: my_audit_key\n    condition: selection",
+        ),
+        (
+            "d0000000-0000-4000-8000-000000000007",
+            "    selection:\n        type: SYSCALL\n        syscall: execve\n        exe|endswith: '/nc'\n    condition: selection",
+        ),
+    ];
+    for (id, det) in rules {
+        std::fs::write(dir.0.join(format!("{id}.yml")), auditd_rule(id, det)).unwrap();
+    }
+    let (rules, skipped) = SigmaRules::load(&[&dir.0], &SigmaFilter::everything()).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(rules.len(), 6 + 7);
+    let id = |n: u32| format!("d0000000-0000-4000-8000-00000000000{n}");
+
+    assert_eq!(
+        ids(
+            &rules,
+            &exec("/usr/bin/chattr", &["chattr", "-i", "/etc/x"])
+        ),
+        [id(1)]
+    );
+    let plus = exec("/usr/bin/chattr", &["chattr", "+i", "/etc/x"]);
+    assert!(!ids(&rules, &plus).contains(&id(1)));
+
+    let mut load = events::event("module_load", &process("/usr/sbin/insmod", &["insmod"]));
+    load.module = Some(proto::ModuleInfo {
+        syscall: "finit_module".into(),
+        ..Default::default()
+    });
+    assert_eq!(ids(&rules, &load), [id(2)]);
+
+    let preload = file("file_write", "/usr/bin/tee", "/etc/ld.so.preload", "");
+    assert_eq!(ids(&rules, &preload), [id(3)]);
+    let renamed = file("file_rename", "/usr/bin/mv", "/tmp/x", "/etc/ld.so.preload");
+    assert_eq!(
+        ids(&rules, &renamed),
+        [id(3)],
+        "the rename's second PATH record"
+    );
+
+    let stop = exec(
+        "/usr/bin/systemctl",
+        &["systemctl", "stop", "auditd.service"],
+    );
+    assert_eq!(ids(&rules, &stop), [id(4)]);
+    let status = exec("/usr/bin/systemctl", &["systemctl", "status", "auditd"]);
+    assert!(ids(&rules, &status).is_empty());
+
+    // A keyword anywhere in a record: here an EXECVE argument; one match per event.
+    let miner = exec("/tmp/x", &["x", "-o", "stratum+tcp://pool:3333"]);
+    assert_eq!(ids(&rules, &miner), [id(5)]);
+
+    assert_eq!(
+        ids(&rules, &exec("/usr/bin/nc", &["nc", "-l", "4444"])),
+        [id(7)]
     );
 }
