@@ -39,7 +39,7 @@ pub enum Bench {
     /// TCP connects.
     Capture(CaptureArgs),
     /// Detection engine throughput, and exec-to-detection latency on the gRPC stream.
-    Detect,
+    Detect(DetectArgs),
     /// Real-time protection: cold and cached open+read of small files, against no
     /// scanner and against ClamAV's clamonacc; `scan custom` throughput.
     Rtp(crate::bench_rtp::RtpArgs),
@@ -137,7 +137,7 @@ impl Workload {
 pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Capture(args) => capture(&args),
-        Bench::Detect => detect(),
+        Bench::Detect(args) => detect(&args),
         Bench::Rtp(args) => crate::bench_rtp::rtp(&args),
         Bench::Fp => crate::bench_fp::fp(),
     }
@@ -145,7 +145,15 @@ pub fn run(bench: Bench) -> Result<()> {
 
 /// Runs the sensor crate's `detect` bench binary (it measures in process and against a
 /// daemon it starts).
-fn detect() -> Result<()> {
+#[derive(clap::Args)]
+pub struct DetectArgs {
+    /// Also measure with the Sigma rules below DIR (e.g. a checkout of SigmaHQ's
+    /// rules/linux), loaded with the default filter and with every level and status.
+    #[arg(long, value_name = "DIR")]
+    sigma_rules: Option<std::path::PathBuf>,
+}
+
+fn detect(args: &DetectArgs) -> Result<()> {
     if !cmd::is_root() {
         bail!("`bench detect` starts the daemon, which needs root: run it as root");
     }
@@ -157,6 +165,9 @@ fn detect() -> Result<()> {
         .args(["bench", "-p", "sensor", "--bench", "detect"])
         .env("SENSOR_BPF_OBJECT", &artifacts.bpf_object)
         .env("SENSOR_BIN", &artifacts.sensor_bin);
+    if let Some(dir) = &args.sigma_rules {
+        cargo.env("SENSOR_BENCH_SIGMA_RULES", dir.canonicalize()?);
+    }
     cmd::run(&mut cargo)
 }
 

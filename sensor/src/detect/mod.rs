@@ -563,9 +563,30 @@ pub(crate) fn proc_key(e: &proto::Event) -> Option<(u32, u64)> {
     e.process.as_ref().map(|p| (p.pid, p.start_time))
 }
 
+/// The README's coverage table row of rule `id`, as cells: id, detection, tactics,
+/// ATT&CK techniques, severity, what blocking mode does.
+#[cfg(test)]
+pub(crate) fn readme_row(id: &str) -> Vec<&'static str> {
+    const README: &str = include_str!("../../../README.md");
+    let row = README
+        .lines()
+        .find(|l| l.starts_with(&format!("| {id} |")))
+        .unwrap_or_else(|| panic!("{id} has no row in the README's coverage table"));
+    row.trim_matches('|').split(" | ").map(str::trim).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_lists_every_rule_with_its_techniques_and_severity() {
+        for r in all_rules() {
+            let row = readme_row(r.id);
+            assert_eq!(row[3].split(", ").collect::<Vec<_>>(), r.mitre, "{}", r.id);
+            assert_eq!(row[4], r.severity, "{}", r.id);
+        }
+    }
 
     #[test]
     fn rule_ids_are_unique_and_well_formed() {

@@ -202,7 +202,8 @@ impl<'a> Record<'a> {
         }
         match self.record {
             Type::Syscall => match field {
-                "syscall" => text(self.syscall()?),
+                // `SYSCALL` is the name the enriched log format gives the interpreted call.
+                "syscall" | "SYSCALL" => text(self.syscall()?),
                 "success" => text(if self.result()? < 0 { "no" } else { "yes" }),
                 "exit" => Some(EventValue::Int(self.result()?)),
                 "pid" => number(p?.pid),

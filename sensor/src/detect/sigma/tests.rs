@@ -47,6 +47,15 @@ fn shipped_rules_all_load() {
 }
 
 #[test]
+fn the_readme_lists_every_shipped_rule_with_its_techniques_and_level() {
+    for (_, m) in shipped().catalog() {
+        let row = crate::detect::readme_row(&m.id);
+        assert_eq!(row[3].split(", ").collect::<Vec<_>>(), m.mitre, "{}", m.id);
+        assert_eq!(row[4], m.level, "{}", m.id);
+    }
+}
+
+#[test]
 fn shipped_list_matches_the_directory() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/sigma");
     let mut on_disk: Vec<String> = std::fs::read_dir(dir)
