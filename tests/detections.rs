@@ -334,6 +334,21 @@ async fn detections_list_cli() {
     assert_eq!(first["kind"], "detection");
 }
 
+/// Runs `program` with `args`, output discarded, and returns its pid once it has
+/// exited (whatever its status).
+fn run(program: &str, args: &[&str]) -> u32 {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    pid
+}
+
 /// Runs `script` with /bin/sh and returns its pid once it has exited.
 fn sh(script: &str) -> u32 {
     let child = Command::new("/bin/sh")
@@ -1095,4 +1110,88 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_upgraded_to_a_terminal() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    // The real thing, with a harmless program on the terminal instead of a shell.
+    let py = run(
+        "/usr/bin/python3",
+        &["-c", "import pty; pty.spawn(['/bin/true'])"],
+    );
+    let e = c
+        .expect("SNS-0026 python", |e| is(e, "SNS-0026") && pid_of(e) == py)
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(
+        d.details.get("method").map(String::as_str),
+        Some("python pty.spawn")
+    );
+    assert_eq!(d.severity, "medium");
+    let script = run("/usr/bin/script", &["-qc", "/bin/true", "/dev/null"]);
+    c.expect("SNS-0026 script", |e| {
+        is(e, "SNS-0026") && pid_of(e) == script
+    })
+    .await;
+
+    // Benign: script(1) recording a session to a file.
+    let dir = TempDir::new("pty-record");
+    let log = dir.path().join("session.log");
+    let record = run(
+        "/usr/bin/script",
+        &["-qc", "/bin/true", log.to_str().unwrap()],
+    );
+    c.assert_quiet(record, "SNS-0026").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nsenter_into_init_is_a_container_escape() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    // Run from the host itself, entering init's mount namespace changes nothing; where
+    // the machine refuses it (a sandbox), the attempt is still the sign.
+    let pid = run("/usr/bin/nsenter", &["-t", "1", "-m", "/bin/true"]);
+    let e = c
+        .expect("SNS-0027", |e| is(e, "SNS-0027") && pid_of(e) == pid)
+        .await;
+    assert_eq!(e.detection.unwrap().severity, "high");
+
+    // Benign: entering a process of our own (an operator debugging a container).
+    let own = std::process::id().to_string();
+    let bpid = run("/usr/bin/nsenter", &["-t", &own, "-m", "/bin/true"]);
+    c.assert_quiet(bpid, "SNS-0027").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apparmor_unloaded_is_tampering() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    // Stand-ins (they are /bin/true): AppArmor itself is never touched.
+    let dir = std::path::PathBuf::from(format!("/run/sensor-aa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stand_in = |name: &str| {
+        let fake = dir.join(name);
+        std::fs::copy("/bin/true", &fake).unwrap();
+        fake.to_str().unwrap().to_string()
+    };
+    let pid = run(&stand_in("aa-teardown"), &[]);
+    let e = c
+        .expect("SNS-0013 aa-teardown", |e| {
+            is(e, "SNS-0013") && pid_of(e) == pid
+        })
+        .await;
+    assert_eq!(
+        e.detection
+            .unwrap()
+            .details
+            .get("action")
+            .map(String::as_str),
+        Some("AppArmor unloaded")
+    );
+    // Benign: reloading a profile.
+    let bpid = run(
+        &stand_in("apparmor_parser"),
+        &["-r", "/etc/apparmor.d/usr.bin.x"],
+    );
+    c.assert_quiet(bpid, "SNS-0013").await;
+    std::fs::remove_dir_all(&dir).unwrap();
 }

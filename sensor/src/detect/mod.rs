@@ -22,10 +22,12 @@ mod credential;
 mod discovery;
 mod download_exec;
 pub mod drop_exec;
+mod escape;
 mod evasion;
 mod fileless;
 mod impact;
 mod injection;
+mod interactive;
 mod kernel_load;
 mod miner;
 mod persistence;
@@ -286,6 +288,8 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(discovery::Discovery::default()),
         Box::new(privilege::Privilege),
         Box::new(impact::Impact),
+        Box::new(interactive::Interactive),
+        Box::new(escape::Escape),
     ]
 }
 
