@@ -1195,3 +1195,38 @@ async fn apparmor_unloaded_is_tampering() {
     c.assert_quiet(bpid, "SNS-0013").await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ransomware_like_renames_by_one_process() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let dir = TempDir::new("ransom");
+    let renames = |to: &str| {
+        format!(
+            "import os\nd = {:?}\nfor i in range(30):\n    f = os.path.join(d, 'doc%d.txt' % i)\n    open(f, 'w').write('x')\n    os.rename(f, {to})\n",
+            dir.path().to_str().unwrap()
+        )
+    };
+    let pid = run("/usr/bin/python3", &["-c", &renames("f + '.locked'")]);
+    let e = c
+        .expect("SNS-0028", |e| is(e, "SNS-0028") && pid_of(e) == pid)
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(
+        d.details.get("extension").map(String::as_str),
+        Some("locked")
+    );
+    assert_eq!(d.details.get("files").map(String::as_str), Some("20"));
+    assert!(!d.evidence.is_empty());
+    // One detection for the burst, not one per file past the threshold.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let told = c
+        .all()
+        .iter()
+        .filter(|e| is(e, "SNS-0028") && pid_of(e) == pid)
+        .count();
+    assert_eq!(told, 1);
+
+    // Benign: as many renames, numbered as log rotation numbers them.
+    let rotate = run("/usr/bin/python3", &["-c", &renames("f + '.1'")]);
+    c.assert_quiet(rotate, "SNS-0028").await;
+}

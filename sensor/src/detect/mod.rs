@@ -33,6 +33,7 @@ mod miner;
 mod persistence;
 mod preload;
 mod privilege;
+mod ransom;
 #[cfg(test)]
 mod replay;
 mod reverse_shell;
@@ -290,6 +291,7 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(impact::Impact),
         Box::new(interactive::Interactive),
         Box::new(escape::Escape),
+        Box::new(ransom::Ransom::default()),
     ]
 }
 
