@@ -1230,3 +1230,39 @@ async fn ransomware_like_renames_by_one_process() {
     let rotate = run("/usr/bin/python3", &["-c", &renames("f + '.1'")]);
     c.assert_quiet(rotate, "SNS-0028").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_credentials_read_by_another_program() {
+    let c = Collector::start(shared_daemon(), &["detection", "process_exit", "file_read"])
+        .await
+        .unwrap();
+    // A home of the test's own: the machine's real credentials are never read.
+    let home = TempDir::new("cred-home");
+    std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+    let creds = home.path().join(".aws/credentials");
+    std::fs::write(&creds, "[default]\naws_access_key_id = AKIAEXAMPLE\n").unwrap();
+    let creds = creds.to_str().unwrap();
+    let pid = run("/usr/bin/cat", &[creds]);
+    let e = c
+        .expect("SNS-0007 aws credentials", |e| {
+            is(e, "SNS-0007") && pid_of(e) == pid
+        })
+        .await;
+    let d = e.detection.unwrap();
+    assert_eq!(d.details.get("path").map(String::as_str), Some(creds));
+    assert_eq!(
+        d.details.get("secret").map(String::as_str),
+        Some("cloud or tool credentials")
+    );
+
+    // Benign: the AWS CLI (a stand-in of that name) reading its own keys.
+    let tools = TempDir::new("cred-tools");
+    let aws = tools.path().join("aws");
+    std::fs::copy("/usr/bin/cat", &aws).unwrap();
+    let bpid = run(aws.to_str().unwrap(), &[creds]);
+    c.expect("the aws stand-in's read", |e| {
+        e.kind == "file_read" && pid_of(e) == bpid
+    })
+    .await;
+    c.assert_quiet(bpid, "SNS-0007").await;
+}

@@ -80,8 +80,69 @@ fn perl_tool(p: &proto::Process) -> bool {
     perl && script.is_some_and(|s| PERL_TOOLS.contains(&s.as_str()))
 }
 
+/// Credential files of cloud and developer tools, by the end of their path, with the
+/// programs that read them as their job (a Python tool by its script's name).
+const TOOL_SECRETS: &[(&str, &[&str])] = &[
+    ("/.aws/credentials", &["aws", "terraform"]),
+    (
+        "/.git-credentials",
+        &[
+            "git",
+            "git-credential-store",
+            "git-remote-http",
+            "git-remote-https",
+        ],
+    ),
+    (
+        "/.netrc",
+        &[
+            "curl",
+            "wget",
+            "ftp",
+            "lftp",
+            "git-remote-http",
+            "git-remote-https",
+        ],
+    ),
+    ("/.pgpass", &["psql", "pg_dump", "pg_dumpall", "pg_restore"]),
+    (
+        "/.config/gcloud/credentials.db",
+        &["gcloud.py", "gsutil", "bq.py"],
+    ),
+    (
+        "/.config/gcloud/access_tokens.db",
+        &["gcloud.py", "gsutil", "bq.py"],
+    ),
+];
+
+/// The programs that read the tool credential file `path` as their job, if it is one.
+fn tool_secret(path: &str) -> Option<&'static [&'static str]> {
+    TOOL_SECRETS
+        .iter()
+        .find(|(end, _)| path.ends_with(end))
+        .map(|(_, readers)| *readers)
+}
+
+/// The names `p` goes by as a reader: its image's, and for an interpreter the script's.
+fn reader_names(p: &proto::Process) -> [&str; 2] {
+    let image = base_name(&p.exe);
+    let script = if image.starts_with("python") {
+        p.args
+            .iter()
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+            .map_or("", |s| base_name(s))
+    } else {
+        ""
+    };
+    [image, script]
+}
+
 /// What kind of secret `path` is, if it is one.
 pub fn secret(path: &str) -> Option<&'static str> {
+    if tool_secret(path).is_some() {
+        return Some("cloud or tool credentials");
+    }
     match path {
         "/etc/shadow" | "/etc/gshadow" | "/etc/shadow-" | "/etc/gshadow-" => {
             Some("password hashes")
@@ -109,7 +170,13 @@ impl Detector for Credential {
             return;
         };
         let Some(what) = secret(&f.path) else { return };
-        if allowed(p) {
+        let expected = match tool_secret(&f.path) {
+            Some(readers) => reader_names(p)
+                .iter()
+                .any(|n| !n.is_empty() && readers.contains(n)),
+            None => allowed(p),
+        };
+        if expected {
             return;
         }
         out.push(Finding {
@@ -135,6 +202,36 @@ mod tests {
         assert!(secret("/home/a/.ssh/id_ed25519.pub").is_none());
         assert!(secret("/etc/passwd").is_none());
         assert!(secret("/srv/id_rsa").is_none());
+        assert!(secret("/home/a/.aws/credentials").is_some());
+        assert!(secret("/root/.git-credentials").is_some());
+        assert!(secret("/srv/app/credentials").is_none());
+    }
+
+    #[test]
+    fn tool_credentials_are_for_their_tools() {
+        let reads = |exe: &str, args: &[&str], path: &str| {
+            let p = process(5300, exe, args);
+            raises(RULE.id, vec![file("file_read", &p, path, "")])
+        };
+        let aws = "/home/a/.aws/credentials";
+        assert!(reads("/usr/bin/cat", &["cat", aws], aws));
+        assert!(!reads("/usr/local/bin/aws", &["aws", "s3", "ls"], aws));
+        // aws v1 is a Python script; Python with code of its own is not.
+        assert!(!reads(
+            "/usr/bin/python3.11",
+            &["python3", "/usr/bin/aws", "s3", "ls"],
+            aws
+        ));
+        assert!(reads(
+            "/usr/bin/python3.11",
+            &["python3", "-c", "open('x')"],
+            aws
+        ));
+        // Each file has its own readers: git is no reader of the AWS keys.
+        assert!(reads("/usr/bin/git", &["git", "push"], aws));
+        let netrc = "/root/.netrc";
+        assert!(!reads("/usr/bin/curl", &["curl", "-n", "https://x"], netrc));
+        assert!(reads("/usr/bin/sshd", &["sshd"], netrc));
     }
 
     #[test]

@@ -137,9 +137,11 @@ fn sum(map: &PerCpuArray<MapData, u64>, kind: EventKind) -> u64 {
         .unwrap_or(0)
 }
 
-/// Names of files whose reads are reported (`file_read`): account secrets and SSH
-/// private keys. Matched on the opened file's name in the kernel; the detection layer
-/// judges the full path.
+/// Names of files whose reads are reported (`file_read`): account secrets, SSH private
+/// keys, and credential files of cloud and developer tools. Matched on the opened file's
+/// name in the kernel; the detection layer judges the full path. Names as common as
+/// `config` or `config.json` (kubectl's, docker's) are left out: every program reading
+/// a file of that name would cost an event.
 const SENSITIVE_FILE_NAMES: &[&str] = &[
     "shadow",
     "gshadow",
@@ -152,6 +154,12 @@ const SENSITIVE_FILE_NAMES: &[&str] = &[
     "id_ecdsa_sk",
     "id_ed25519_sk",
     "master.passwd",
+    "credentials",
+    ".git-credentials",
+    ".netrc",
+    ".pgpass",
+    "credentials.db",
+    "access_tokens.db",
 ];
 
 pub struct ProbeConfig {
