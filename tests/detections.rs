@@ -1266,3 +1266,38 @@ async fn cloud_credentials_read_by_another_program() {
     .await;
     c.assert_quiet(bpid, "SNS-0007").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistence_in_motd_pam_and_sshd_config() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    let me = std::process::id();
+    // Comment-only files, removed at once: nothing ever runs or is included.
+    for (dir, what) in [
+        ("/etc/update-motd.d", "motd script"),
+        ("/etc/pam.d", "PAM configuration"),
+        ("/etc/ssh/sshd_config.d", "sshd configuration"),
+    ] {
+        // A directory this machine lacks is made for the test and removed after it.
+        let missing = std::path::Path::new(dir)
+            .ancestors()
+            .take_while(|a| !a.exists())
+            .last()
+            .map(std::path::Path::to_path_buf);
+        std::fs::create_dir_all(dir).unwrap();
+        let file = format!("{dir}/sensor-test-{me}");
+        let pid = sh(&format!("echo '# sensor test' > {file}; rm -f {file}"));
+        if let Some(made) = missing {
+            std::fs::remove_dir_all(made).unwrap();
+        }
+        let e = c
+            .expect(what, |e| is(e, "SNS-0008") && pid_of(e) == pid)
+            .await;
+        let d = e.detection.unwrap();
+        assert_eq!(d.details.get("path"), Some(&file));
+        assert_eq!(d.details.get("category").map(String::as_str), Some(what));
+    }
+    // Benign: the client configuration next to the server's.
+    let decoy = format!("/etc/ssh/ssh_config.d.sensor-test-{me}");
+    let bpid = sh(&format!("echo '# x' > {decoy}; rm -f {decoy}"));
+    c.assert_quiet(bpid, "SNS-0008").await;
+}

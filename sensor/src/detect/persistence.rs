@@ -46,7 +46,31 @@ const SYSTEM: &[(&str, &str)] = &[
     ("/etc/sudoers", "sudoers"),
     ("/etc/sudoers.d/", "sudoers"),
     ("/etc/ld.so.preload", "ld.so.preload"),
+    ("/etc/ld.so.conf", "dynamic linker path"),
+    ("/etc/ld.so.conf.d/", "dynamic linker path"),
     ("/etc/passwd", "account"),
+    ("/etc/group", "account"),
+    ("/etc/systemd/user/", "systemd user unit"),
+    ("/usr/lib/systemd/user/", "systemd user unit"),
+    ("/run/systemd/system/", "systemd unit"),
+    ("/etc/pam.d/", "PAM configuration"),
+    ("/lib/security/", "PAM module"),
+    ("/lib64/security/", "PAM module"),
+    ("/usr/lib/security/", "PAM module"),
+    ("/lib/x86_64-linux-gnu/security/", "PAM module"),
+    ("/usr/lib/x86_64-linux-gnu/security/", "PAM module"),
+    ("/lib/aarch64-linux-gnu/security/", "PAM module"),
+    ("/usr/lib/aarch64-linux-gnu/security/", "PAM module"),
+    ("/etc/ssh/sshd_config", "sshd configuration"),
+    ("/etc/ssh/sshd_config.d/", "sshd configuration"),
+    ("/etc/udev/rules.d/", "udev rule"),
+    ("/lib/udev/rules.d/", "udev rule"),
+    ("/usr/lib/udev/rules.d/", "udev rule"),
+    ("/etc/update-motd.d/", "motd script"),
+    ("/etc/xdg/autostart/", "XDG autostart"),
+    ("/lib/modules/", "kernel module"),
+    ("/usr/lib/modules/", "kernel module"),
+    ("/etc/apt/apt.conf.d/", "package manager hook"),
 ];
 
 /// Below a home directory (/root or /home/USER).
@@ -57,6 +81,7 @@ const HOME: &[(&str, &str)] = &[
     (".profile", "shell start-up"),
     (".zshrc", "shell start-up"),
     (".ssh/authorized_keys", "authorized_keys"),
+    (".config/autostart/", "XDG autostart"),
 ];
 
 /// Tools whose job is to write these files (package managers too).
@@ -78,6 +103,9 @@ const ALLOWED: &[&str] = &[
     "visudo",
     "ssh-copy-id",
     "cloud-init",
+    // Module indexes below /lib/modules, the linker cache's configuration.
+    "depmod",
+    "ldconfig",
 ];
 
 /// Where dpkg keeps the maintainer scripts it runs (`tmp.ci`: a new package's preinst).
@@ -185,6 +213,27 @@ mod tests {
         assert_eq!(category("/etc/crontab.bak"), None);
         assert_eq!(category("/home/alice/notes/.bashrc"), None);
         assert_eq!(category("/tmp/.bashrc"), None);
+        for (path, what) in [
+            ("/etc/pam.d/sshd", "PAM configuration"),
+            (
+                "/usr/lib/x86_64-linux-gnu/security/pam_backdoor.so",
+                "PAM module",
+            ),
+            ("/etc/ssh/sshd_config.d/99-x.conf", "sshd configuration"),
+            ("/etc/ld.so.conf.d/x.conf", "dynamic linker path"),
+            ("/etc/udev/rules.d/99-x.rules", "udev rule"),
+            ("/etc/update-motd.d/99-x", "motd script"),
+            ("/etc/xdg/autostart/x.desktop", "XDG autostart"),
+            ("/home/bob/.config/autostart/x.desktop", "XDG autostart"),
+            ("/lib/modules/6.1.0/extra/rootkit.ko", "kernel module"),
+            ("/etc/apt/apt.conf.d/99hook", "package manager hook"),
+            ("/etc/systemd/user/x.service", "systemd user unit"),
+            ("/etc/group", "account"),
+        ] {
+            assert_eq!(category(path), Some(what), "{path}");
+        }
+        assert_eq!(category("/etc/ssh/ssh_config"), None);
+        assert_eq!(category("/etc/pam.conf.bak"), None);
     }
 
     /// dpkg running `script` (a maintainer script, `#!/bin/sh -e`) with apt above it.
