@@ -118,7 +118,7 @@ async fn drop_and_execute_in_tmp() {
     let exe = dropped.join("payload");
     std::fs::copy("/bin/true", &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let child = Command::new(&exe).spawn().unwrap();
+    let child = spawn(&mut Command::new(&exe));
     let pid = child.id();
     child.wait_with_output().unwrap();
     let e = c
@@ -137,7 +137,7 @@ async fn drop_and_execute_in_tmp() {
     std::fs::create_dir_all(&installed).unwrap();
     let ok = installed.join("tool");
     std::fs::copy("/bin/true", &ok).unwrap();
-    let child = Command::new(&ok).spawn().unwrap();
+    let child = spawn(&mut Command::new(&ok));
     let bpid = child.id();
     child.wait_with_output().unwrap();
     c.assert_quiet(bpid, "SNS-0003").await;
@@ -337,13 +337,13 @@ async fn detections_list_cli() {
 /// Runs `program` with `args`, output discarded, and returns its pid once it has
 /// exited (whatever its status).
 fn run(program: &str, args: &[&str]) -> u32 {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let pid = child.id();
     child.wait_with_output().unwrap();
     pid
@@ -511,7 +511,7 @@ async fn firewall_flush_is_tampering() {
     let fake = dir.join("iptables");
     std::fs::copy("/bin/true", &fake).unwrap();
     let run = |args: &[&str]| {
-        let child = Command::new(&fake).args(args).spawn().unwrap();
+        let child = spawn(Command::new(&fake).args(args));
         let pid = child.id();
         child.wait_with_output().unwrap();
         pid
@@ -749,10 +749,25 @@ fn install(src: &str, path: &std::path::Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Starts `cmd`, again while its executable is busy: a file just copied stays open for
+/// writing in any child another test thread forks until that child execs, and exec
+/// refuses a file open for writing (ETXTBSY).
+fn spawn(cmd: &mut Command) -> std::process::Child {
+    for _ in 0..100 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    cmd.spawn().unwrap()
+}
+
 /// Runs `exe` with `args`, argv[0] set to `argv0`; returns its pid once it has exited.
 fn run_as(exe: &std::path::Path, argv0: &str, args: &[&str]) -> u32 {
     use std::os::unix::process::CommandExt;
-    let child = Command::new(exe).arg0(argv0).args(args).spawn().unwrap();
+    let child = spawn(Command::new(exe).arg0(argv0).args(args));
     let pid = child.id();
     child.wait_with_output().unwrap();
     pid
@@ -852,11 +867,11 @@ async fn discovery_burst_from_a_dropped_program() {
     let dir = TempDir::new("recon");
     let implant = dir.path().join("implant");
     install("/bin/sh", &implant);
-    let child = Command::new(&implant)
-        .args(["-c", RECON_BURST])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn(
+        Command::new(&implant)
+            .args(["-c", RECON_BURST])
+            .stdout(Stdio::null()),
+    );
     let pid = child.id();
     child.wait_with_output().unwrap();
     let e = c
