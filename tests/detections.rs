@@ -1316,3 +1316,33 @@ async fn persistence_in_motd_pam_and_sshd_config() {
     let bpid = sh(&format!("echo '# x' > {decoy}; rm -f {decoy}"));
     c.assert_quiet(bpid, "SNS-0008").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_made_by_hand() {
+    let c = Collector::start(shared_daemon(), &KINDS).await.unwrap();
+    // Stand-ins (they are /bin/true): no account is ever made on this machine.
+    let dir = std::path::PathBuf::from(format!("/run/sensor-accounts-{}", std::process::id()));
+    let stand_in = |name: &str| {
+        let fake = dir.join(name);
+        install("/bin/true", &fake);
+        fake.to_str().unwrap().to_string()
+    };
+    let useradd = stand_in("useradd");
+    let usermod = stand_in("usermod");
+    let pid = run(&useradd, &["-m", "sensor-test-user"]);
+    let e = c
+        .expect("SNS-0029", |e| is(e, "SNS-0029") && pid_of(e) == pid)
+        .await;
+    assert_eq!(e.detection.unwrap().severity, "low");
+    let pid = run(&usermod, &["-aG", "sudo", "sensor-test-user"]);
+    let e = c
+        .expect("SNS-0030", |e| is(e, "SNS-0030") && pid_of(e) == pid)
+        .await;
+    assert_eq!(e.detection.unwrap().severity, "medium");
+
+    // Benign: a user's shell changed.
+    let bpid = run(&usermod, &["-s", "/bin/sh", "sensor-test-user"]);
+    c.assert_quiet(bpid, "SNS-0029").await;
+    c.assert_quiet(bpid, "SNS-0030").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -17,6 +17,7 @@
 //! (`sns-0004` is `SNS-0004`): a rule an administrator meant to switch off must not stay on
 //! over a letter's case.
 
+mod accounts;
 mod anti_forensics;
 mod credential;
 mod discovery;
@@ -292,6 +293,7 @@ fn detectors(cfg: &DetectConfig) -> Vec<Box<dyn Detector>> {
         Box::new(interactive::Interactive),
         Box::new(escape::Escape),
         Box::new(ransom::Ransom::default()),
+        Box::new(accounts::Accounts),
     ]
 }
 

@@ -114,7 +114,7 @@ const MAINTAINER_SCRIPTS: &[&str] = &["/var/lib/dpkg/info/", "/var/lib/dpkg/tmp.
 /// Whether `p` is a maintainer script run by dpkg, or a command one started (cron's
 /// postinst runs `chown root:crontab /var/spool/cron/crontabs`). Narrower than anything
 /// under a package manager: a shell escaped from apt's or dpkg's pager is not a script.
-fn maintainer_script(p: &proto::Process) -> bool {
+pub(super) fn maintainer_script(p: &proto::Process) -> bool {
     let runs_script = |args: &[String]| {
         // `#!/bin/sh -e` puts its switch before the script.
         args.iter()
