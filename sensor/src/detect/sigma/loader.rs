@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result};
 use rsigma_eval::{CompiledRule, CorrelationConfig, CorrelationEngine, Engine, compile_rule};
 use rsigma_parser::{
-    CorrelationRule, FilterRule, FilterRuleTarget, SigmaRule, Status, parse_sigma_yaml,
+    CorrelationRule, FilterRule, FilterRuleTarget, Level, SigmaRule, Status, parse_sigma_yaml,
 };
 
 use super::{
@@ -249,31 +249,82 @@ impl Loader {
                 .map(|d| (file.to_string(), d.clone())),
         );
         for rule in &collection.rules {
-            match self.add_rule(file, rule) {
-                Ok(category) => self.catalog.push(Catalogued {
-                    id: rule.id.clone().unwrap_or_default(),
-                    status: rule.status.map(status_name).unwrap_or_default().into(),
-                    logsource: category.into(),
-                    origin: f.origin,
-                    file: f.name.clone(),
-                    text: f.text.clone(),
-                }),
-                Err(NotLoaded::Filtered) => self.filtered += 1,
-                Err(NotLoaded::Skipped(reason)) => self
-                    .skipped
-                    .push(format!("{file}: {:?}: {reason}", rule.title)),
-            }
+            let added = self.add_rule(file, rule);
+            self.tally(f, &rule.title, rule.status, added);
         }
     }
 
-    /// The rule's log source, once loaded.
-    fn add_rule(&mut self, file: &str, rule: &SigmaRule) -> Result<&'static str, NotLoaded> {
-        let Some(id) = rule.id.as_deref().filter(|id| !id.is_empty()) else {
+    /// Counts what came of adding a rule or correlation of `f`: catalogued when it
+    /// loaded (`Ok((id, log source))`), filtered or skipped with the reason. True when
+    /// it loaded.
+    fn tally(
+        &mut self,
+        f: &RuleFile,
+        title: &str,
+        status: Option<Status>,
+        added: Result<(String, &'static str), NotLoaded>,
+    ) -> bool {
+        match added {
+            Ok((id, logsource)) => {
+                self.catalog.push(Catalogued {
+                    id,
+                    status: status.map(status_name).unwrap_or_default().into(),
+                    logsource: logsource.into(),
+                    origin: f.origin,
+                    file: f.name.clone(),
+                    text: f.text.clone(),
+                });
+                return true;
+            }
+            Err(NotLoaded::Filtered) => self.filtered += 1,
+            Err(NotLoaded::Skipped(reason)) => self
+                .skipped
+                .push(format!("{}: {title:?}: {reason}", f.name)),
+        }
+        false
+    }
+
+    /// A document's id, if it has one not loaded before.
+    fn new_id<'r>(&self, id: &'r Option<String>) -> Result<&'r str, NotLoaded> {
+        let Some(id) = id.as_deref().filter(|id| !id.is_empty()) else {
             return Err("no id".into());
         };
         if let Some(first) = self.origin.get(id) {
             return Err(format!("duplicate id {id} (first loaded from {first})").into());
         }
+        Ok(id)
+    }
+
+    /// Records `id` as loaded from `file`, with what its matches report.
+    fn loaded(
+        &mut self,
+        id: &str,
+        file: &str,
+        title: &str,
+        description: &Option<String>,
+        level: Option<Level>,
+        tags: &[String],
+    ) {
+        self.origin.insert(id.to_string(), file.to_string());
+        self.rules.insert(
+            id.to_string(),
+            SigmaMatch {
+                id: id.to_string(),
+                title: title.to_string(),
+                description: description.clone().unwrap_or_default(),
+                level: level.map_or("medium", |l| l.as_str()).to_string(),
+                mitre: techniques(tags),
+            },
+        );
+    }
+
+    /// The rule's id and log source, once loaded.
+    fn add_rule(
+        &mut self,
+        file: &str,
+        rule: &SigmaRule,
+    ) -> Result<(String, &'static str), NotLoaded> {
+        let id = self.new_id(&rule.id)?;
         match rule.status {
             Some(Status::Deprecated) => return Err("status deprecated".into()),
             Some(Status::Unsupported) => return Err("status unsupported".into()),
@@ -312,18 +363,15 @@ impl Loader {
                 .or_insert_with(|| (id.to_string(), category));
         }
         self.parsed.insert(id.to_string(), rule.clone());
-        self.origin.insert(id.to_string(), file.to_string());
-        self.rules.insert(
-            id.to_string(),
-            SigmaMatch {
-                id: id.to_string(),
-                title: rule.title.clone(),
-                description: rule.description.clone().unwrap_or_default(),
-                level: rule.level.map_or("medium", |l| l.as_str()).to_string(),
-                mitre: techniques(&rule.tags),
-            },
+        self.loaded(
+            id,
+            file,
+            &rule.title,
+            &rule.description,
+            rule.level,
+            &rule.tags,
         );
-        Ok(category.name())
+        Ok((id.to_string(), category.name()))
     }
 
     fn finish(mut self) -> (SigmaRules, Vec<String>) {
@@ -404,22 +452,9 @@ impl Loader {
         let mut fed: std::collections::HashSet<String> = Default::default();
         let mut loaded = 0;
         for (f, corr) in pending {
-            match self.add_correlation(&mut engine, &mut fed, &chained, &corr) {
-                Ok(id) => {
-                    loaded += 1;
-                    self.catalog.push(Catalogued {
-                        id,
-                        status: corr.status.map(status_name).unwrap_or_default().into(),
-                        logsource: "correlation".into(),
-                        origin: f.origin,
-                        file: f.name.clone(),
-                        text: f.text.clone(),
-                    });
-                }
-                Err(NotLoaded::Filtered) => self.filtered += 1,
-                Err(NotLoaded::Skipped(reason)) => self
-                    .skipped
-                    .push(format!("{}: {:?}: {reason}", f.name, corr.title)),
+            let added = self.add_correlation(&mut engine, &mut fed, &chained, &corr);
+            if self.tally(&f, &corr.title, corr.status, added) {
+                loaded += 1;
             }
         }
         (loaded > 0).then_some(engine)
@@ -431,13 +466,8 @@ impl Loader {
         fed: &mut std::collections::HashSet<String>,
         chained: &[String],
         corr: &CorrelationRule,
-    ) -> Result<String, NotLoaded> {
-        let Some(id) = corr.id.as_deref().filter(|id| !id.is_empty()) else {
-            return Err("no id".into());
-        };
-        if let Some(first) = self.origin.get(id) {
-            return Err(format!("duplicate id {id} (first loaded from {first})").into());
-        }
+    ) -> Result<(String, &'static str), NotLoaded> {
+        let id = self.new_id(&corr.id)?;
         if !self.filter.admits(corr.level, corr.status) {
             return Err(NotLoaded::Filtered);
         }
@@ -458,18 +488,15 @@ impl Loader {
             }
         }
         engine.add_correlation(corr).map_err(|e| e.to_string())?;
-        self.origin.insert(id.to_string(), "correlation".into());
-        self.rules.insert(
-            id.to_string(),
-            SigmaMatch {
-                id: id.to_string(),
-                title: corr.title.clone(),
-                description: corr.description.clone().unwrap_or_default(),
-                level: corr.level.map_or("medium", |l| l.as_str()).to_string(),
-                mitre: techniques(&corr.tags),
-            },
+        self.loaded(
+            id,
+            "correlation",
+            &corr.title,
+            &corr.description,
+            corr.level,
+            &corr.tags,
         );
-        Ok(id.to_string())
+        Ok((id.to_string(), "correlation"))
     }
 }
 

@@ -196,8 +196,10 @@ impl SigmaRules {
                 self.matched(&record, auditd.evaluate(&record), event, &mut out);
             }
             // A rule that names no record type may match several records of one event.
-            let mut seen = std::collections::HashSet::new();
-            out.retain(|m| seen.insert(m.id.clone()));
+            if out.len() > 1 {
+                let mut seen = std::collections::HashSet::new();
+                out.retain(|m| seen.insert(m.id.clone()));
+            }
         }
         out
     }
