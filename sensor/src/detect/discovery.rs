@@ -10,12 +10,11 @@
 //! interpreter, an implant), so a program that starts a new `sh -c` for each command is
 //! not seen as one burst, nor are commands spread over subshells.
 
-use std::collections::HashMap;
-
 use sensor_common::EventKind;
 
 use super::{
-    Detector, Finding, Response, Rule, base_name, drop_exec::WORLD_WRITABLE, service_shell::SERVERS,
+    Detector, Finding, Response, Rule, base_name, bursts::Bursts, drop_exec::WORLD_WRITABLE,
+    service_shell::SERVERS,
 };
 use crate::proto;
 
@@ -127,28 +126,24 @@ fn suspicious(p: &proto::Process, parent: &proto::Ancestor) -> Option<&'static s
     service.or(dropped.then_some("program in a world-writable directory"))
 }
 
+#[derive(Default)]
 struct Burst {
-    first_ns: u64,
     commands: Vec<&'static str>,
     evidence: Vec<u64>,
     reported: bool,
 }
 
-impl Burst {
-    fn starting(now: u64) -> Self {
-        Self {
-            first_ns: now,
-            commands: Vec::new(),
-            evidence: Vec::new(),
-            reported: false,
-        }
-    }
-}
-
-#[derive(Default)]
 pub struct Discovery {
     /// By the process (pid, start time) that started the commands.
-    bursts: HashMap<(u32, u64), Burst>,
+    bursts: Bursts<Burst>,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self {
+            bursts: Bursts::new(WINDOW_NS, MAX_BURSTS),
+        }
+    }
 }
 
 impl Detector for Discovery {
@@ -169,20 +164,7 @@ impl Detector for Discovery {
             return;
         };
         let now = e.timestamp_ns;
-        if self.bursts.len() >= MAX_BURSTS {
-            self.bursts
-                .retain(|_, b| now.saturating_sub(b.first_ns) <= WINDOW_NS);
-            if self.bursts.len() >= MAX_BURSTS {
-                self.bursts.clear();
-            }
-        }
-        let burst = self
-            .bursts
-            .entry((parent.pid, parent.start_time))
-            .or_insert_with(|| Burst::starting(now));
-        if now.saturating_sub(burst.first_ns) > WINDOW_NS {
-            *burst = Burst::starting(now);
-        }
+        let burst = self.bursts.at((parent.pid, parent.start_time), now);
         if !burst.commands.contains(&command) {
             burst.commands.push(command);
         }

@@ -19,6 +19,7 @@
 
 mod accounts;
 mod anti_forensics;
+mod bursts;
 mod credential;
 mod discovery;
 mod download_exec;

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use sensor_common::EventKind;
 
-use super::{Detector, Finding, Response, Rule, base_name, is_package_manager};
+use super::{Detector, Finding, Response, Rule, base_name, bursts::Bursts, is_package_manager};
 use crate::proto;
 
 pub const RULE: Rule = Rule {
@@ -72,28 +72,24 @@ const TEMPORARY: &[&str] = &[
     "lock",
 ];
 
+#[derive(Default)]
 struct Burst {
-    first_ns: u64,
     /// Files renamed, by the extension they were given.
     files: HashMap<String, HashSet<String>>,
     evidence: Vec<u64>,
     reported: bool,
 }
 
-impl Burst {
-    fn starting(now: u64) -> Self {
-        Self {
-            first_ns: now,
-            files: HashMap::new(),
-            evidence: Vec::new(),
-            reported: false,
-        }
-    }
+pub struct Ransom {
+    bursts: Bursts<Burst>,
 }
 
-#[derive(Default)]
-pub struct Ransom {
-    bursts: HashMap<(u32, u64), Burst>,
+impl Default for Ransom {
+    fn default() -> Self {
+        Self {
+            bursts: Bursts::new(WINDOW_NS, MAX_ACTORS),
+        }
+    }
 }
 
 impl Detector for Ransom {
@@ -116,20 +112,7 @@ impl Detector for Ransom {
             _ => (p.pid, p.start_time),
         };
         let now = e.timestamp_ns;
-        if self.bursts.len() >= MAX_ACTORS {
-            self.bursts
-                .retain(|_, b| now.saturating_sub(b.first_ns) <= WINDOW_NS);
-            if self.bursts.len() >= MAX_ACTORS {
-                self.bursts.clear();
-            }
-        }
-        let burst = self
-            .bursts
-            .entry(actor)
-            .or_insert_with(|| Burst::starting(now));
-        if now.saturating_sub(burst.first_ns) > WINDOW_NS {
-            *burst = Burst::starting(now);
-        }
+        let burst = self.bursts.at(actor, now);
         if burst.reported {
             return;
         }
